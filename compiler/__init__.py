@@ -1,0 +1,1 @@
+"""ruledsl.compiler: checked program -> IR -> exact/smooth robustness and losses (torch, kornia)."""

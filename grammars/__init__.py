@@ -1,0 +1,1 @@
+"""Package data: the ruledsl grammar (rule.lark)."""

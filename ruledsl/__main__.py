@@ -1,0 +1,3 @@
+from ruledsl.cli import main
+
+main()

@@ -1,0 +1,498 @@
+"""Name resolution and type checking: AST -> CheckedProgram with every diagnostic.
+
+The checker never stops at the first error: each statement and each sub-expression
+is checked, an ill-typed sub-expression gets type None, and None is accepted
+silently by its parents so one mistake is reported once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from ruledsl import ast
+from ruledsl.diagnostics import Diagnostic
+from ruledsl.signatures import BUILTINS, NAMED_COLORS, Builtin, Type, parse_hex
+from ruledsl.source import Source, Span
+
+_KIND_TYPE = {"object": Type.OBJECT, "region": Type.REGION, "image": Type.IMAGE}
+_ARTICLE = {Type.OBJECT: "an object", Type.IMAGE: "an image"}
+
+
+def _a(t: Type | None) -> str:
+    return _ARTICLE.get(t, f"a {t.value}") if t else "an invalid expression"
+
+
+@dataclass
+class Symbol:
+    name: str
+    kind: str  # "param" | "object" | "region" | "image" | "objects"
+    type: Type
+    decl: ast.Node
+    static: bool = False  # regions: one mask for the whole video (a snapshot)
+    used: bool = False
+
+
+@dataclass
+class CheckedProgram:
+    """A parsed program with its symbols, node types and diagnostics."""
+
+    source: Source
+    program: ast.Program | None
+    diagnostics: list[Diagnostic]
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    constants: dict[str, float | tuple[int, int, int]] = field(default_factory=dict)
+    types: dict[int, Type] = field(default_factory=dict)  # id(node) -> type; nodes live as long as `program`
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
+
+    @property
+    def task(self) -> ast.TaskDecl | None:
+        return next((s for s in self._statements() if isinstance(s, ast.TaskDecl)), None)
+
+    @property
+    def rules(self) -> list[ast.RuleDecl]:
+        return [s for s in self._statements() if isinstance(s, ast.RuleDecl)]
+
+    def type_of(self, node: ast.Node) -> Type | None:
+        return self.types.get(id(node))
+
+    def _statements(self) -> tuple:
+        return self.program.statements if self.program else ()
+
+
+def check(source: Source) -> CheckedProgram:
+    """Parse and check; syntax errors stop before name/type checks (there is no tree to check)."""
+    from ruledsl.parser import ParseError, parse
+
+    try:
+        program = parse(source)
+    except ParseError as error:
+        return CheckedProgram(source, None, [error.diagnostic])
+    return Checker(source, program).run()
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{match[0]}`?" if match else None
+
+
+class Checker:
+    def __init__(self, source: Source, program: ast.Program):
+        self.result = CheckedProgram(source, program, [])
+        self.symbols = self.result.symbols
+        self.constants = self.result.constants
+        self.diagnostics = self.result.diagnostics
+        # First declaration of every name, to tell "defined later" from "undefined".
+        self.declared_later: dict[str, ast.Node] = {}
+        for statement in program.statements:
+            if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl)):
+                self.declared_later.setdefault(statement.name, statement)
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint))
+
+    # ---- statements -----------------------------------------------------------------------
+
+    def run(self) -> CheckedProgram:
+        seen_task: ast.TaskDecl | None = None
+        rule_names: dict[str, ast.RuleDecl] = {}
+        for statement in self.result.program.statements:
+            if isinstance(statement, ast.TaskDecl):
+                if seen_task:
+                    self.error("E202", "a second `task` header", statement.span,
+                               f"the task is already declared at line {seen_task.span.line}")
+                seen_task = seen_task or statement
+            elif isinstance(statement, ast.ParamDecl):
+                self.check_param(statement)
+            elif isinstance(statement, ast.EntityDecl):
+                self.check_entity(statement)
+            elif isinstance(statement, ast.CollectionDecl):
+                self.check_collection(statement)
+            elif isinstance(statement, ast.RuleDecl):
+                if statement.name in rule_names:
+                    first = rule_names[statement.name]
+                    self.error("E202", f"rule `{statement.name}` is defined twice", statement.name_span,
+                               f"the first `{statement.name}` is at line {first.span.line}; rename one")
+                rule_names.setdefault(statement.name, statement)
+                self.check_rule(statement)
+        self.warn_unused()
+        if not any(rule.role == "goal" for rule in rule_names.values()):
+            program_span = self.result.program.span
+            self.error("W102", "the program has no `goal` rule", program_span.__class__(
+                program_span.start, program_span.start, program_span.line, program_span.column,
+                program_span.line, program_span.column),
+                "add a rule for the final state, e.g. `goal reach: at end inside(agent, target)`")
+        return self.result
+
+    def define(self, name: str, span: Span, symbol: Symbol) -> None:
+        if name in self.symbols:
+            first = self.symbols[name].decl
+            self.error("E202", f"`{name}` is defined twice", span,
+                       f"the first `{name}` is at line {first.span.line}; rename one")
+            return
+        if name in NAMED_COLORS:
+            self.error("W103", f"`{name}` shadows the built-in colour `{name}`", span,
+                       f"in this program `{name}` now means the {symbol.kind}; rename it to keep the colour")
+        self.symbols[name] = symbol
+
+    def check_param(self, decl: ast.ParamDecl) -> None:
+        kind = self.infer(decl.value, {})
+        value = self.constant(decl.value)
+        if kind in (Type.NUMBER, Type.COLOR) and value is not None:
+            self.constants[decl.name] = value
+            self.define(decl.name, decl.name_span, Symbol(decl.name, "param", kind, decl))
+        elif kind is not None:
+            self.error("E308", f"param `{decl.name}` must be a constant number or colour, got {_a(kind)}",
+                       decl.value.span, "declare regions and objects with `region` or `object`")
+
+    def check_entity(self, decl: ast.EntityDecl) -> None:
+        kind = self.infer(decl.value, {})
+        want = _KIND_TYPE[decl.kind]
+        static = decl.snapshot is not None
+        if decl.snapshot is not None:
+            self.check_time(decl.snapshot)
+            if decl.kind != "region":
+                self.error("E308", f"{_a(want)} cannot be taken `at {decl.snapshot.text}`", decl.snapshot.span,
+                           f"an object is tracked in every frame; for a fixed mask write `region {decl.name} = ...`"
+                           if decl.kind == "object" else "an image is the same in every frame already")
+        if kind is not None:
+            ok = want.accepts(kind) or (want is Type.OBJECT and kind is Type.REGION)
+            if not ok:
+                example = 'file("target.png")' if want is Type.IMAGE else "color(#ff0000)"
+                self.error("E308", f"{decl.kind} `{decl.name}` must be given {_a(Type.IMAGE if want is Type.IMAGE else Type.REGION)}, "
+                                   f"got {_a(kind)}", decl.value.span, f"for example `{decl.kind} {decl.name} = {example}`")
+            elif decl.kind == "region":
+                static = static or self.is_static(decl.value)
+        self.define(decl.name, decl.name_span, Symbol(decl.name, decl.kind, want, decl, static=static))
+
+    def check_collection(self, decl: ast.CollectionDecl) -> None:
+        for member in decl.members:
+            kind = self.infer(member, {})
+            if kind is not None and kind is not Type.OBJECT:
+                self.error("E301", f"`{member.id}` is {_a(kind)}; a collection holds objects", member.span,
+                           f"declare it with `object {member.id} = ...`")
+        self.define(decl.name, decl.name_span, Symbol(decl.name, "objects", Type.COLLECTION, decl))
+
+    def check_rule(self, rule: ast.RuleDecl) -> None:
+        kind = self.infer(rule.body, {})
+        if kind is not None and kind is not Type.FORMULA:
+            hint = ("compare it with a number, e.g. `speed(agent) <= 0.1`" if kind is Type.NUMBER
+                    else "use a predicate, e.g. `inside(agent, goal)`")
+            self.error("E305", f"the body of rule `{rule.name}` is {_a(kind)}, not a formula", rule.body.span, hint)
+        if rule.weight is not None:
+            wkind = self.infer(rule.weight, {})
+            value = self.constant(rule.weight)
+            if wkind is not None and (wkind is not Type.NUMBER or value is None):
+                self.error("E304", "a rule weight must be a constant number", rule.weight.span)
+            elif isinstance(value, float) and value <= 0:
+                self.error("E309", f"rule weight {value:g} must be positive", rule.weight.span,
+                           "to switch a rule off, delete it or comment it out")
+
+    def warn_unused(self) -> None:
+        for symbol in self.symbols.values():
+            if not symbol.used:
+                self.error("W101", f"{symbol.kind} `{symbol.name}` is never used",
+                           getattr(symbol.decl, "name_span", symbol.decl.span),
+                           "use it in a rule or delete the declaration")
+
+    # ---- helpers: constants and static regions -------------------------------------------------
+
+    def constant(self, node: ast.Node) -> float | tuple[int, int, int] | None:
+        """Fold literal numbers, colours and params (no side effects, no diagnostics)."""
+        if isinstance(node, ast.Number):
+            return node.value
+        if isinstance(node, ast.Color):
+            return parse_hex(node.text)
+        if isinstance(node, ast.Name):
+            if node.id in self.constants:
+                return self.constants[node.id]
+            if node.id in NAMED_COLORS and node.id not in self.symbols:
+                return NAMED_COLORS[node.id]
+            return None
+        if isinstance(node, ast.Neg):
+            value = self.constant(node.operand)
+            return -value if isinstance(value, float) else None
+        if isinstance(node, ast.Binary) and node.op in "+-*/":
+            left, right = self.constant(node.left), self.constant(node.right)
+            if not isinstance(left, float) or not isinstance(right, float):
+                return None
+            if node.op == "/":
+                return left / right if right != 0 else None
+            return {"+": left + right, "-": left - right, "*": left * right}[node.op]
+        return None
+
+    def is_static(self, node: ast.Node) -> bool:
+        """A region expression is static when it reads no pixels except through static names."""
+        if isinstance(node, ast.Name):
+            symbol = self.symbols.get(node.id)
+            return symbol is None or symbol.static or symbol.kind == "param"
+        if isinstance(node, ast.Call) and node.func == "color":
+            return False
+        return all(self.is_static(child) for child in ast.children(node))
+
+    # ---- expressions ------------------------------------------------------------------------
+
+    def infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
+        kind = self._infer(node, scope)
+        if kind is not None:
+            self.result.types[id(node)] = kind
+        return kind
+
+    def _infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
+        if isinstance(node, ast.Number):
+            return Type.NUMBER
+        if isinstance(node, ast.Color):
+            return Type.COLOR
+        if isinstance(node, ast.String):
+            return Type.STRING
+        if isinstance(node, (ast.Bool, ast.Ask)):
+            return Type.FORMULA
+        if isinstance(node, ast.Name):
+            return self.resolve(node, scope)
+        if isinstance(node, ast.Call):
+            return self.check_call(node, scope)
+        if isinstance(node, ast.Neg):
+            kind = self.infer(node.operand, scope)
+            if kind not in (None, Type.NUMBER):
+                self.error("E304", f"`-` needs a number, got {_a(kind)}", node.span)
+                return None
+            return kind
+        if isinstance(node, ast.Binary):
+            return self.check_binary(node, scope)
+        if isinstance(node, ast.Compare):
+            left, right = self.infer(node.left, scope), self.infer(node.right, scope)
+            for side, kind in ((node.left, left), (node.right, right)):
+                if kind not in (None, Type.NUMBER):
+                    self.error("E304", f"`{node.op}` compares numbers, got {_a(kind)}", side.span,
+                               "measure it first, e.g. `area(agent)` or `distance(agent, goal)`")
+                    return None
+            return Type.FORMULA
+        if isinstance(node, ast.Not):
+            kind = self.infer(node.operand, scope)
+            if kind is None:
+                return None
+            if kind is Type.FORMULA:
+                return Type.FORMULA
+            if Type.REGION.accepts(kind):
+                return Type.REGION  # complement of a region
+            self.error("E304", f"`not` needs a formula or a region, got {_a(kind)}", node.operand.span)
+            return None
+        if isinstance(node, (ast.And, ast.Or, ast.Implies, ast.Until)):
+            op = {ast.And: "and", ast.Or: "or", ast.Implies: "implies", ast.Until: "until"}[type(node)]
+            ok = True
+            for side in (node.left, node.right):
+                kind = self.infer(side, scope)
+                if kind not in (None, Type.FORMULA):
+                    hint = ("combine regions with `&` (both), `|` (either) or `-` (difference)"
+                            if kind is not None and Type.REGION.accepts(kind) and op in ("and", "or") else None)
+                    self.error("E304", f"`{op}` needs formulas, got {_a(kind)}", side.span, hint)
+                    ok = False
+            return Type.FORMULA if ok else None
+        if isinstance(node, ast.Temporal):
+            if node.time is not None:
+                self.check_time(node.time)
+            return self.check_body(node.op if node.op != "at" else f"at {node.time.text}", node.body, scope)
+        if isinstance(node, ast.During):
+            self.check_window(node.window)
+            return self.check_body("during", node.body, scope)
+        if isinstance(node, ast.Quantified):
+            return self.check_quantified(node, scope)
+        raise TypeError(f"checker has no case for {type(node).__name__}")  # a bug, not a user error
+
+    def check_body(self, op: str, body: ast.Node, scope: dict[str, Type]) -> Type | None:
+        kind = self.infer(body, scope)
+        if kind not in (None, Type.FORMULA):
+            self.error("E304", f"`{op}` needs a formula, got {_a(kind)}", body.span)
+            return None
+        return kind
+
+    def resolve(self, node: ast.Name, scope: dict[str, Type]) -> Type | None:
+        if node.id in scope:
+            return scope[node.id]
+        symbol = self.symbols.get(node.id)
+        if symbol is not None:
+            symbol.used = True
+            return symbol.type
+        if node.id in NAMED_COLORS:
+            return Type.COLOR
+        later = self.declared_later.get(node.id)
+        if later is not None:
+            self.error("E205", f"`{node.id}` is used before its definition", node.span,
+                       f"`{node.id}` is defined at line {later.span.line}; move that declaration above this line")
+            return None
+        if node.id in BUILTINS:
+            self.error("E201", f"`{node.id}` is a function, not a value", node.span,
+                       f"call it: `{BUILTINS[node.id].signature()}`")
+            return None
+        hint = did_you_mean(node.id, [*scope, *self.symbols, *NAMED_COLORS])
+        self.error("E201", f"undefined name `{node.id}`", node.span,
+                   hint or "declare it first, e.g. `object name = color(#ff0000)`")
+        return None
+
+    def check_binary(self, node: ast.Binary, scope: dict[str, Type]) -> Type | None:
+        left, right = self.infer(node.left, scope), self.infer(node.right, scope)
+        if left is None or right is None:
+            return None
+        if node.op in "+-*/" and left is Type.NUMBER and right is Type.NUMBER:
+            if node.op == "/" and self.constant(node.right) == 0.0:
+                self.error("E309", "division by zero", node.right.span)
+                return None
+            return Type.NUMBER
+        if node.op in "|&-" and Type.REGION.accepts(left) and Type.REGION.accepts(right):
+            return Type.REGION
+        wants = "two regions" if node.op in "|&" else ("two numbers or two regions" if node.op == "-" else "two numbers")
+        self.error("E304", f"`{node.op}` needs {wants}, got {_a(left)} and {_a(right)}", node.span)
+        return None
+
+    def check_quantified(self, node: ast.Quantified, scope: dict[str, Type]) -> Type | None:
+        ok = True
+        if node.var in self.symbols or node.var in scope:
+            self.error("E203", f"`{node.var}` already names {'a quantified object' if node.var in scope else _a(self.symbols[node.var].type)}",
+                       node.var_span, f"choose another variable name, e.g. `{node.var}_i`")
+            ok = False
+        coll = self.resolve(ast.Name(node.collection, node.collection_span), scope)
+        if coll is not None and coll is not Type.COLLECTION:
+            self.error("E301", f"`{node.quantifier}` ranges over objects declared with `objects`, and `{node.collection}` is {_a(coll)}",
+                       node.collection_span, f"declare `objects many = [a, b]` and write `{node.quantifier} x in many: ...`")
+            ok = False
+        kind = self.check_body(node.quantifier, node.body, {**scope, node.var: Type.OBJECT})
+        return kind if ok else None
+
+    def check_call(self, node: ast.Call, scope: dict[str, Type]) -> Type | None:
+        builtin = BUILTINS.get(node.func)
+        if builtin is None:
+            for arg in (*node.args, *(k.value for k in node.kwargs)):
+                self.infer(arg, scope)
+            if node.func in self.symbols or node.func in scope:
+                what = self.symbols[node.func].kind if node.func in self.symbols else "quantified object"
+                self.error("E204", f"`{node.func}` is a {what}, not a function", node.func_span,
+                           f"write `{node.func}` without parentheses")
+            else:
+                self.error("E204", f"unknown function `{node.func}`", node.func_span,
+                           did_you_mean(node.func, BUILTINS) or "see docs/language.md for the built-in functions")
+            return None
+        bound = self.bind_arguments(builtin, node)
+        ok = bound is not None
+        for param, arg in (bound or {}).items():
+            kind = self.infer(arg, scope)
+            if kind is None:
+                ok = False
+            elif not any(t.accepts(kind) for t in param.types):
+                self.error("E301", f"argument `{param.name}` of `{builtin.name}` must be {' or '.join(_a(t) for t in param.types)}, got {_a(kind)}",
+                           arg.span, f"`{builtin.signature()}`")
+                ok = False
+            elif kind is Type.NUMBER:
+                ok &= self.check_range(builtin, param, arg)
+        if bound is None:  # still type the arguments so their names count as used and their errors show
+            for arg in (*node.args, *(k.value for k in node.kwargs)):
+                self.infer(arg, scope)
+        if ok and builtin.name == "box":
+            x0, y0, x1, y1 = (self.constant(bound[p]) for p in builtin.params)
+            if all(isinstance(v, float) for v in (x0, y0, x1, y1)) and (x0 >= x1 or y0 >= y1):
+                self.error("E309", "an empty box: need x0 < x1 and y0 < y1", node.span,
+                           "box(x0, y0, x1, y1) takes the top-left then the bottom-right corner")
+                ok = False
+        return builtin.returns if ok else None
+
+    def bind_arguments(self, builtin: Builtin, node: ast.Call) -> dict | None:
+        params = builtin.params
+        bound: dict = {}
+        ok = True
+        if len(node.args) > len(params):
+            self.error("E302", f"`{builtin.name}` takes at most {len(params)} argument{'s' * (len(params) != 1)}, got {len(node.args)}",
+                       node.args[len(params)].span, f"`{builtin.signature()}`")
+            ok = False
+        for param, arg in zip(params, node.args):
+            bound[param] = arg
+        by_name = {p.name: p for p in params}
+        for kwarg in node.kwargs:
+            param = by_name.get(kwarg.name)
+            if param is None:
+                self.error("E303", f"`{builtin.name}` has no parameter `{kwarg.name}`", kwarg.span,
+                           did_you_mean(kwarg.name, by_name) or f"`{builtin.signature()}`")
+                ok = False
+            elif param in bound:
+                self.error("E303", f"argument `{kwarg.name}` of `{builtin.name}` is given twice", kwarg.span)
+                ok = False
+            else:
+                bound[param] = kwarg.value
+        missing = [p.name for p in params if p.required and p not in bound]
+        if missing and ok:
+            self.error("E302", f"`{builtin.name}` is missing argument{'s' * (len(missing) > 1)} {', '.join(f'`{m}`' for m in missing)}",
+                       node.span, f"`{builtin.signature()}`")
+            ok = False
+        return bound if ok else None
+
+    def check_range(self, builtin: Builtin, param, arg: ast.Node) -> bool:
+        value = self.constant(arg)
+        if not isinstance(value, float):
+            return True  # not a constant: checked at run time by the compiler
+        if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
+            low = "-inf" if param.low is None else f"{param.low:g}"
+            high = "inf" if param.high is None else f"{param.high:g}"
+            self.error("E309", f"`{param.name}` of `{builtin.name}` is {value:g}, outside [{low}, {high}]", arg.span,
+                       param.doc)
+            return False
+        return True
+
+    # ---- time ------------------------------------------------------------------------------
+
+    def time_unit(self, time: ast.Time) -> tuple[str, float | None]:
+        """("frame" | "fraction" | "start" | "end", value); reports unit errors."""
+        if time.kind in ("start", "end"):
+            return time.kind, None
+        if time.kind == "name":
+            symbol = self.symbols.get(time.text)
+            value = self.constants.get(time.text)
+            if symbol is None:
+                self.resolve(ast.Name(time.text, time.span), {})
+                return "error", None
+            symbol.used = True
+            if not isinstance(value, float):
+                self.error("E306", f"`{time.text}` is {_a(symbol.type)}, not a time", time.span,
+                           "a time is `start`, `end`, a frame (integer) or a fraction (0.0 to 1.0)")
+                return "error", None
+            literal = symbol.decl.value
+            is_frame = literal.is_integer if isinstance(literal, ast.Number) else float(value).is_integer()
+            kind = "frame" if is_frame else "fraction"
+        else:
+            kind, value = time.kind, float(time.text)
+        if kind == "fraction" and not 0.0 <= value <= 1.0:
+            self.error("E306", f"fraction {value:g} of the video is outside 0 to 1", time.span,
+                       "write frames as integers (`3`) and fractions as decimals (`0.5`)")
+            return "error", None
+        if kind == "frame" and value < 0:
+            self.error("E306", f"frame {value:g} is negative", time.span)
+            return "error", None
+        return kind, value
+
+    def check_time(self, time: ast.Time) -> None:
+        self.time_unit(time)
+
+    def check_window(self, window: ast.Window) -> None:
+        (low_kind, low), (high_kind, high) = self.time_unit(window.low), self.time_unit(window.high)
+        if "error" in (low_kind, high_kind):
+            return
+        if {low_kind, high_kind} == {"frame", "fraction"}:
+            self.error("E306", f"window mixes a frame and a fraction: [{window.low.text}, {window.high.text}]", window.span,
+                       "use frames (integers) for both ends, or fractions (decimals like 0.5) for both")
+            return
+        reversed_ = (
+            (low_kind == "end" and high_kind != "end")
+            or (high_kind == "start" and low_kind != "start")
+            or (low_kind == high_kind and low is not None and low > high)
+        )
+        if reversed_:
+            self.error("E307", f"window [{window.low.text}, {window.high.text}] is empty: its start is after its end",
+                       window.span, "write the earlier time first: `[a, b]` with a <= b")

@@ -1,0 +1,50 @@
+"""Reference tables generated from the signature table (docs/language.md and the teacher prompt).
+
+`python -m ruledsl.docs` rewrites the generated block of docs/language.md; a test
+fails if the committed block differs, so docs and checker cannot drift.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ruledsl.diagnostics import CODES
+from ruledsl.signatures import BUILTINS, NAMED_COLORS
+
+BEGIN, END = "<!-- generated: builtins -->", "<!-- end generated -->"
+_KIND_TITLES = {"selector": "Selectors (regions)", "point": "Points", "image": "Images",
+                "measure": "Measures (numbers)", "predicate": "Predicates (formulas)"}
+
+
+def builtins_markdown() -> str:
+    out = []
+    for kind, title in _KIND_TITLES.items():
+        out += [f"### {title}", "", "| signature | meaning | example |", "|---|---|---|"]
+        for b in BUILTINS.values():
+            if b.kind != kind:
+                continue
+            meaning = b.doc + ("" if b.differentiable else " *(no gradient)*")
+            params = "; ".join(f"`{p.name}`: {p.doc}" for p in b.params)
+            out.append(f"| `{b.signature()}` | {meaning}<br>{params} | `{b.example}` |")
+        out.append("")
+    colours = ", ".join(f"`{name}`" for name in NAMED_COLORS)
+    out += ["### Named colours", "", colours, "", "### Diagnostic codes", "", "| code | meaning |", "|---|---|"]
+    out += [f"| {code} | {title} |" for code, title in CODES.items()]
+    return "\n".join(out) + "\n"
+
+
+def render_into(text: str) -> str:
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{builtins_markdown()}{END}{tail}"
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/language.md")
+    path.write_text(render_into(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    main()

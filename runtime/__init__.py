@@ -1,0 +1,1 @@
+"""ruledsl.runtime: test-time optimization of video generators against compiled rules (not built yet)."""

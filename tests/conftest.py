@@ -1,0 +1,13 @@
+"""Test-suite set-up: one torch thread (2 threads are 10-200x slower under any other load here)."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.rule"))

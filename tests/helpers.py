@@ -1,0 +1,25 @@
+"""Small helpers shared by the tests."""
+
+from ruledsl.checker import CheckedProgram, check
+from ruledsl.source import Source
+
+
+def checked(text: str) -> CheckedProgram:
+    return check(Source(text, "t.rule"))
+
+
+def codes(text: str) -> list[str]:
+    return sorted(d.code for d in checked(text).diagnostics)
+
+
+def assert_valid_spans(result: CheckedProgram) -> None:
+    text = result.source.text
+    n_lines = text.count("\n") + 1
+    for d in result.diagnostics:
+        s = d.span
+        assert 0 <= s.start <= s.end <= len(text), d
+        assert 1 <= s.line <= s.end_line <= n_lines, d
+        assert s.column >= 1 and s.end_column >= 1, d
+        # line/column must agree with the offset
+        assert result.source.span_at(s.start).line == s.line, d
+        assert result.source.span_at(s.start).column == s.column, d
