@@ -393,7 +393,12 @@ class Checker:
                            arg.span, f"`{builtin.signature()}`")
                 ok = False
             elif kind is Type.NUMBER:
-                ok &= self.check_range(builtin, param, arg)
+                if builtin.kind != "measure" and self.constant(arg) is None:
+                    self.error("E304", f"`{param.name}` of `{builtin.name}` must be a constant number", arg.span,
+                               "use a literal or a `param`; measures like `area(x)` change from frame to frame")
+                    ok = False
+                else:
+                    ok &= self.check_range(builtin, param, arg)
         if bound is None:  # still type the arguments so their names count as used and their errors show
             for arg in (*node.args, *(k.value for k in node.kwargs)):
                 self.infer(arg, scope)
@@ -437,7 +442,7 @@ class Checker:
     def check_range(self, builtin: Builtin, param, arg: ast.Node) -> bool:
         value = self.constant(arg)
         if not isinstance(value, float):
-            return True  # not a constant: checked at run time by the compiler
+            return True  # a measure's argument varies per frame: nothing to check statically
         if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
             low = "-inf" if param.low is None else f"{param.low:g}"
             high = "inf" if param.high is None else f"{param.high:g}"

@@ -128,5 +128,101 @@ def fmt(
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
 
 
+def _load_or_exit(path: Path, exit_code: int):
+    """A checked program, or its diagnostics on stderr and `exit_code`."""
+    from ruledsl import RuleProgram
+
+    source = _read_or_exit(path)
+    checked = check_source(source)
+    if not checked.ok:
+        print_diagnostics(checked.diagnostics, source)
+        _stderr(f"{path}: {len(checked.errors)} error(s); fix them first (`ruledsl check {path}`)")
+        raise typer.Exit(exit_code)
+    return RuleProgram(checked)
+
+
+def _compile_or_exit(program, **options):
+    from ruledsl.compiler.ir import CompileError
+
+    try:
+        return program.compile(**options)
+    except CompileError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command("compile")
+def compile_(rule_file: Path = typer.Argument(..., help="A .rule file.")) -> None:
+    """Print the lowered IR (negation normal form, folded constants): a debugging aid."""
+    from ruledsl.compiler import ir
+
+    program = _load_or_exit(rule_file, EXIT_FAIL)
+    try:
+        sys.stdout.write(ir.to_text(ir.lower(program.checked)))
+    except ir.CompileError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command("eval")
+def eval_(
+    rule_file: Path = typer.Argument(..., help="A .rule file."),
+    video: Path = typer.Argument(..., help="A video (mp4, gif, ...) or a folder of frame images."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the JSON report to this file (not overwritten without --force)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    temperature: float = typer.Option(0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."),
+) -> None:
+    """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    program = _load_or_exit(rule_file, EXIT_USAGE)
+    if out is not None and out.exists() and not force:
+        _stderr(f"error: {out} exists; pass --force to overwrite it")
+        raise typer.Exit(EXIT_USAGE)
+    compiled = _compile_or_exit(program, temperature=temperature)
+    from ruledsl.compiler.program import VideoError, WindowError
+    from ruledsl.compiler.video_io import VideoReadError, read_video
+
+    try:
+        frames = read_video(video)
+        report = compiled(frames[None])
+    except (VideoReadError, VideoError, WindowError) as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    text = report.model_dump_json(indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if json_output:
+        print(text)
+    else:
+        _print_report_table(report, rule_file, video)
+    raise typer.Exit(EXIT_OK if bool(report.satisfied.all()) else EXIT_FAIL)
+
+
+def _intervals_text(intervals) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in intervals) or "-"
+
+
+def _print_report_table(report, rule_file: Path, video: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{rule_file} on {video} ({report.frames} frames)")
+    for column, justify in (("rule", "left"), ("role", "left"), ("verdict", "center"), ("margin", "right"),
+                            ("loss", "right"), ("violating frames", "left")):
+        table.add_column(column, justify=justify)
+    for rule in report.rules.values():
+        ok = bool(rule.verdict[0])
+        table.add_row(rule.name, rule.role, "[green]✓[/]" if ok else "[red]✗[/]", f"{float(rule.robustness[0]):+.3f}",
+                      f"{float(rule.loss[0]):.4f}", _intervals_text(rule.violations[0]))
+    console = Console()
+    console.print(table)
+    held = sum(bool(r.verdict[0]) for r in report.rules.values())
+    verdict = "[green]all rules hold[/]" if bool(report.satisfied[0]) else f"[red]{len(report.rules) - held} of {len(report.rules)} rules fail[/]"
+    console.print(f"{verdict}; total loss {float(report.loss):.4f}")
+
+
 def main() -> None:
     app()
