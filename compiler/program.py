@@ -310,7 +310,8 @@ class _Evaluation:
             case "persists":
                 a = P.area(self.mask(args[0]))
                 a0 = a[:, :1].detach()
-                return P.clamp_margin((a - p["frac"] * a0) / (a0 + P.EPS))
+                half_pixel = 0.5 / (self.h * self.w)  # so an object absent from the start does not "persist"
+                return P.clamp_margin((a - p["frac"] * a0 - half_pixel) / (a0 + half_pixel))
             case "keeps_area":
                 a = P.area(self.mask(args[0]))
                 a0 = a[:, :1].detach()
@@ -334,7 +335,9 @@ class _Evaluation:
                 return p["frac"] - P.overlap_fraction(self.mask(args[0]), self.mask(args[1]))
             case "touches":
                 gap = P.min_distance(self.mask(args[0]), self.field(args[1]))
-                return P.clamp_margin(p["within"] + 1.0 / max(self.h, self.w) - gap)
+                # Pixel centres of adjacent pixels are 1 px apart (diagonal: 1.41): 1.5 px of slack
+                # makes blobs that share an edge or a corner touch at `within=0`.
+                return P.clamp_margin(p["within"] + 1.5 / max(self.h, self.w) - gap)
             case "axis_aligned":
                 move = P.step(self.point(args[0])).abs()
                 return P.clamp_margin(p["tol"] - move.amin(-1))
