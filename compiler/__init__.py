@@ -16,7 +16,7 @@ from ruledsl.checker import CheckedProgram
 
 
 def compile_program(checked: CheckedProgram, temperature: float = 0.05, margin: float = 0.05, scale: float = 0.05,
-                    surrogate: float | None = 2.0):
+                    surrogate: float | None = 2.0, resolution: int | None = 256):
     """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs."""
     from ruledsl.compiler import ir
     from ruledsl.compiler.program import CompiledProgram
@@ -24,7 +24,8 @@ def compile_program(checked: CheckedProgram, temperature: float = 0.05, margin: 
     program = ir.lower(checked)
     for rule in program.rules:
         _reject_ask(rule.formula, program)
-    return CompiledProgram(program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate)
+    return CompiledProgram(program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate,
+                           resolution=resolution)
 
 
 def _reject_ask(formula, program) -> None:

@@ -12,6 +12,7 @@ its trace at frame 0 of the whole video.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -42,24 +43,27 @@ def check_video(video) -> torch.Tensor:
         raise VideoError(f"empty video: shape {tuple(video.shape)}")
     if not video.is_floating_point():
         raise VideoError(f"expected a float video in [0, 1], got dtype {video.dtype} (divide uint8 frames by 255)")
-    finite = torch.isfinite(video.detach())
-    if not finite.all():
-        bad = (~finite).nonzero()[0].tolist()
+    # One pass over the video: NaN and inf propagate into the min or the max.
+    low, high = (float(x) for x in torch.aminmax(video.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = (~torch.isfinite(video.detach())).nonzero()[0].tolist()
         raise VideoError(f"video has NaN or infinite values (first at index {bad})")
-    low, high = float(video.detach().min()), float(video.detach().max())
     if low < -0.05 or high > 1.05:
         raise VideoError(f"video values span [{low:.3g}, {high:.3g}], expected [0, 1]"
                          + (" (a [-1, 1] model output? map it with (x + 1) / 2)" if low < -0.05 else ""))
-    return video.clamp(0.0, 1.0)
+    return video if low >= 0.0 and high <= 1.0 else video.clamp(0.0, 1.0)
 
 
 class CompiledProgram:
     """A rule program ready to score videos. `program(video) -> Report`."""
 
     def __init__(self, program: ir.IRProgram, temperature: float = 0.05, margin: float = 0.05, scale: float = 0.05,
-                 surrogate: float | None = 2.0):
+                 surrogate: float | None = 2.0, resolution: int | None = 256):
         if not temperature > 0 or not scale > 0:
             raise ValueError("temperature and scale must be positive")
+        if resolution is not None and resolution < 8:
+            raise ValueError(f"resolution must be at least 8 pixels (or None for full size), got {resolution}")
+        self.resolution = resolution
         if surrogate is not None and not surrogate >= 1:
             raise ValueError(f"surrogate must be >= 1 (a kernel width multiplier) or None, got {surrogate}")
         self.surrogate = surrogate
@@ -115,6 +119,20 @@ class CompiledProgram:
                       frames=video.shape[1], candidates=video.shape[0], semantics=smooth.name)
 
 
+def _working_resolution(video: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    """Area-average the frames so the long side is at most `resolution` pixels.
+
+    Every measure is in fractions of the frame, so scores barely depend on the pixel
+    count, while the cost (dominated by the per-pixel CIE Lab conversion) falls with it.
+    """
+    b, t, c, h, w = video.shape
+    if resolution is None or max(h, w) <= resolution:
+        return video
+    factor = math.ceil(max(h, w) / resolution)  # an integer factor: plain average pooling, the cheapest kind
+    small = F.avg_pool2d(video.reshape(b * t, c, h, w), factor, ceil_mode=True)
+    return small.reshape(b, t, c, *small.shape[-2:])
+
+
 def _intervals(trace: torch.Tensor, verdict: torch.Tensor) -> list[list[tuple[int, int]]]:
     out = []
     for row, ok in zip((trace <= 0).tolist(), verdict.tolist()):
@@ -163,8 +181,8 @@ class _Evaluation:
 
     def __init__(self, compiled: CompiledProgram, video: torch.Tensor):
         self.compiled = compiled
-        self.video = video
-        self.b, self.t, _, self.h, self.w = video.shape
+        self.video = _working_resolution(video, compiled.resolution)
+        self.b, self.t, _, self.h, self.w = self.video.shape
         self.cache: dict = {}
 
     def memo(self, key, compute):
@@ -206,7 +224,11 @@ class _Evaluation:
                 return P.box_mask(x0, y0, x1, y1, self.h, self.w, like).expand(self.b, 1, self.h, self.w)
             case ir.Snapshot(region=region, time=time):
                 k = self.frame(time, 0, self.t - 1, f"{self.compiled.ir.source_name}: a region snapshot")
-                return self.mask(region)[:, k:k + 1].detach()
+                if region in self.cache:  # the live mask exists already: slice it
+                    return self.cache[region][:, k:k + 1].detach()
+                # Otherwise evaluate the selector on that one frame only (T times less work).
+                frame = self.memo(("frame", k), lambda: _Evaluation(self.compiled, self.video[:, k:k + 1].detach()))
+                return frame.mask(region).detach()
             case ir.RegionOp(op="complement", args=(a,)):
                 return 1.0 - self.mask(a)
             case ir.RegionOp(op="union", args=(a, b)):

@@ -54,13 +54,40 @@ def read_video(path: str | Path) -> torch.Tensor:
         return _to_tensor(np.stack(frames), str(path))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise VideoReadError(f"{path}: a single image; pass a video, a gif or a folder of frames")
+    if path.suffix.lower() == ".gif":
+        return _to_tensor(_read_gif(path), str(path))
     try:
         frames = np.asarray(iio.imread(path, index=None))
     except Exception as error:
         raise VideoReadError(f"{path}: cannot read as a video ({type(error).__name__}: {error})") from error
-    if frames.ndim == 3 and path.suffix.lower() == ".gif":  # a one-frame gif
-        frames = frames[None]
     return _to_tensor(frames, str(path))
+
+
+def _read_gif(path: Path) -> np.ndarray:
+    """GIF frames with merged duplicates expanded again.
+
+    GIF writers (Pillow among them) store a run of identical frames as one frame with
+    a longer duration, which would silently shorten the video. Each frame is repeated
+    duration / base times, base being the frame duration that `write_video` records
+    in the GIF comment, or else the gcd of all durations.
+    """
+    import math
+
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as image:
+            comment = image.info.get("comment", b"")
+            frames, durations = [], []
+            for frame in ImageSequence.Iterator(image):
+                frames.append(np.asarray(frame.convert("RGB")))
+                durations.append(int(frame.info.get("duration", 0) or 0))
+    except Exception as error:  # Pillow raises several kinds for broken files
+        raise VideoReadError(f"{path}: cannot read as a gif ({type(error).__name__}: {error})") from error
+    text = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+    base = int(text.split("frame_ms=")[1].split()[0]) if "frame_ms=" in text else math.gcd(*durations)
+    repeats = [max(1, round(d / base)) if base > 0 else 1 for d in durations]
+    return np.stack([f for f, k in zip(frames, repeats) for _ in range(k)])
 
 
 def write_video(path: str | Path, video: torch.Tensor, fps: int = 4) -> Path:
@@ -75,7 +102,8 @@ def write_video(path: str | Path, video: torch.Tensor, fps: int = 4) -> Path:
         for i, frame in enumerate(frames):
             iio.imwrite(path / f"{i:05d}.png", frame)
     elif suffix == ".gif":
-        iio.imwrite(path, frames, duration=int(1000 / fps), loop=0)
+        frame_ms = int(1000 / fps)
+        iio.imwrite(path, frames, duration=frame_ms, loop=0, comment=f"ruledsl frame_ms={frame_ms}".encode())
     elif suffix == ".mp4":
         import imageio
 

@@ -1,4 +1,4 @@
-"""Synthetic test videos on a grid of cells: flat colours, crisp edges, any size.
+"""Synthetic videos on a grid of cells (flat colours, crisp edges, any size) for tests and examples.
 
 A Scene paints static cells, then moving square sprites (one position per frame,
 None = absent), then per-frame edits. Positions are (row, col) cells.

@@ -1,0 +1,109 @@
+"""`ruledsl eval` and `ruledsl compile`: formats, exit codes 0/1/2, JSON report."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ruledsl.cli import app
+from ruledsl.compiler.video_io import read_video, write_video
+
+from conftest import ROOT
+from test_examples import maze, row
+
+runner = CliRunner()
+MAZE = ROOT / "examples" / "maze.rule"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("name", ["good.gif", "good_frames", "good.mp4"])
+def test_eval_passes_a_correct_video_in_every_format(tmp_path, name):
+    path = write_video(tmp_path / name, maze()[0])
+    result = run("eval", MAZE, path)
+    assert result.exit_code == 0, result.output
+    assert "all rules hold" in result.stdout
+
+
+def test_eval_fails_a_broken_video_and_names_rule_and_frames(tmp_path):
+    path = write_video(tmp_path / "jump.gif", maze(path=row(3, [1, 2, 4, 5, 6, 6, 6, 6]))[0])
+    result = run("eval", MAZE, path)
+    assert result.exit_code == 1
+    line = next(l for l in result.stdout.splitlines() if "steady" in l)
+    assert "✗" in line and "│ 1 " in line
+    assert "1 of 6 rules fail" in result.stdout
+
+
+def test_eval_json_report(tmp_path):
+    path = write_video(tmp_path / "jump", maze(path=row(3, [1, 2, 4, 5, 6, 6, 6, 6]))[0])
+    out = tmp_path / "report.json"
+    result = run("eval", MAZE, path, "--json", "--out", out)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == report
+    assert report["satisfied"] == [False] and report["frames"] == 8
+    steady = report["rules"]["steady"]
+    assert steady["verdict"] == [False] and steady["violations"] == [[[1, 1]]]
+    assert len(steady["trace"][0]) == 8 and steady["robustness"][0] < 0
+    assert report["rules"]["reach"]["trace"][0][:7] == [None] * 7  # `at end` constrains only the last frame
+    # --out is never overwritten without --force
+    again = run("eval", MAZE, path, "--out", out)
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert run("eval", MAZE, path, "--out", out, "--force").exit_code == 1
+
+
+def test_eval_bad_inputs_exit_2(tmp_path):
+    good = write_video(tmp_path / "good.gif", maze()[0])
+    missing = run("eval", MAZE, tmp_path / "missing.mp4")
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    assert run("eval", MAZE, junk).exit_code == 2
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    assert "no frame images" in run("eval", MAZE, empty).stderr
+    bad_rule = tmp_path / "bad.rule"
+    bad_rule.write_text("object a = color(#ff0000)\ngoal r: at end insde(a, a)\n")
+    result = run("eval", bad_rule, good)
+    assert result.exit_code == 2 and "E204" in result.stderr
+    ask = tmp_path / "ask.rule"
+    ask.write_text('object a = color(#ff0000)\ngoal r: at end persists(a) and ask "Is it solved?"\n')
+    result = run("eval", ask, good)
+    assert result.exit_code == 2 and "not yet supported" in result.stderr and "ask.rule:2:" in result.stderr
+    late = tmp_path / "late.rule"
+    late.write_text("object a = color(#ff0000)\ngoal r: at 20 persists(a)\n")
+    result = run("eval", late, good)
+    assert result.exit_code == 2 and "frame 20 is past the end" in result.stderr
+
+
+def test_compile_prints_the_ir():
+    result = run("compile", ROOT / "examples" / "key_door.rule")
+    assert result.exit_code == 0
+    assert "until" in result.stdout and "¬touches(" in result.stdout
+    assert "snapshot(color(#ffff00, tol=12), start)" in result.stdout
+
+
+@pytest.mark.parametrize("video, words", [
+    (torch.rand(8, 3, 16, 16), "add a batch dimension"),
+    (torch.rand(1, 8, 4, 16, 16), "3 colour channels"),
+    (torch.full((1, 2, 3, 4, 4), float("nan")), "NaN"),
+    (torch.rand(1, 2, 3, 4, 4) * 2 - 1, "[-1, 1]"),
+    ((torch.rand(1, 2, 3, 4, 4) * 255).to(torch.uint8), "divide uint8"),
+])
+def test_shape_and_value_checks(video, words):
+    import ruledsl
+    from ruledsl.compiler.program import VideoError
+
+    program = ruledsl.load(MAZE).compile()
+    with pytest.raises(VideoError, match=None) as error:
+        program(video)
+    assert words in str(error.value)
+
+
+def test_read_video_round_trip_lossless(tmp_path):
+    video = maze()[0]
+    for name in ("clip.gif", "clip_frames"):
+        assert torch.equal(read_video(write_video(tmp_path / name, video)), video)
