@@ -16,12 +16,15 @@ from ruledsl.checker import CheckedProgram
 
 
 def compile_program(checked: CheckedProgram, temperature: float = 0.05, margin: float = 0.05, scale: float = 0.05,
-                    surrogate: float | None = 2.0, resolution: int | None = 256):
-    """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs."""
+                    surrogate: float | None = 2.0, resolution: int | None = 256, params: dict | None = None):
+    """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs.
+
+    `params` overrides numeric `param` values for this compilation (e.g. a task's cell size).
+    """
     from ruledsl.compiler import ir
     from ruledsl.compiler.program import CompiledProgram
 
-    program = ir.lower(checked)
+    program = ir.lower(checked, params or {})
     for rule in program.rules:
         _reject_ask(rule.formula, program)
     return CompiledProgram(program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate,

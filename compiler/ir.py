@@ -14,6 +14,7 @@ This module imports no torch: `ruledsl compile` prints the IR without loading it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ruledsl import ast
@@ -265,16 +266,27 @@ def _flatten(kind, children):
 # ---- lowering ---------------------------------------------------------------------------------
 
 
-def lower(checked: CheckedProgram) -> IRProgram:
+def lower(checked: CheckedProgram, params: dict[str, float] | None = None) -> IRProgram:
+    """Lower a checked program; `params` overrides numeric `param` values (validated here)."""
     if not checked.ok:
         raise ValueError("cannot lower a program with errors; check it first")
-    return _Lowering(checked).program()
+    return _Lowering(checked, params or {}).program()
 
 
 class _Lowering:
-    def __init__(self, checked: CheckedProgram):
+    def __init__(self, checked: CheckedProgram, params: dict[str, float]):
         self.checked = checked
         self.defs: dict[str, Term | tuple] = {}
+        self.constants = dict(checked.constants)
+        for name, value in params.items():
+            current = self.constants.get(name)
+            if not isinstance(current, float):
+                known = sorted(n for n, v in self.constants.items() if isinstance(v, float))
+                raise CompileError(f"no numeric param `{name}` to override; this program's are: {', '.join(known) or 'none'}",
+                                   checked.source.name, None)
+            if not math.isfinite(float(value)):
+                raise CompileError(f"param `{name}` must be a finite number, got {value!r}", checked.source.name, None)
+            self.constants[name] = float(value)
 
     def fail(self, message: str, span: Span | None):
         raise CompileError(message, self.checked.source.name, span)
@@ -304,7 +316,7 @@ class _Lowering:
             case ast.Number():
                 return node.value
             case ast.Name(id=name):
-                return float(self.checked.constants[name])
+                return float(self.constants[name])
             case ast.Neg(operand=operand):
                 return -self.constant(operand)
             case ast.Binary(op=op, left=left, right=right):
@@ -316,7 +328,7 @@ class _Lowering:
         if time.kind in ("start", "end"):
             return (time.kind, 0.0)
         if time.kind == "name":
-            value = float(self.checked.constants[time.text])
+            value = float(self.constants[time.text])
             literal = self.checked.symbols[time.text].decl.value
             frame = literal.is_integer if isinstance(literal, ast.Number) else value.is_integer()
             return ("frame" if frame else "fraction", value)
@@ -331,8 +343,8 @@ class _Lowering:
             case ast.Name(id=name):
                 if name in scope:
                     return scope[name]
-                if name in self.checked.constants:
-                    value = self.checked.constants[name]
+                if name in self.constants:
+                    value = self.constants[name]
                     return ColorRef(value) if isinstance(value, tuple) else Const(float(value))
                 if name in self.defs:
                     return self.defs[name]

@@ -26,6 +26,10 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
+
+app.add_typer(tasks_app, name="tasks")
+
 
 class OutputFormat(str, Enum):
     text = "text"
@@ -172,6 +176,7 @@ def eval_(
     out: Path = typer.Option(None, "--out", "-o", help="Also write the JSON report to this file (not overwritten without --force)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
     temperature: float = typer.Option(0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE (repeatable)."),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -181,7 +186,7 @@ def eval_(
     if out is not None and out.exists() and not force:
         _stderr(f"error: {out} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
-    compiled = _compile_or_exit(program, temperature=temperature)
+    compiled = _compile_or_exit(program, temperature=temperature, params=_parse_params(param))
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
@@ -199,6 +204,20 @@ def eval_(
     else:
         _print_report_table(report, rule_file, video)
     raise typer.Exit(EXIT_OK if bool(report.satisfied.all()) else EXIT_FAIL)
+
+
+def _parse_params(items: list[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            _stderr(f"error: --param expects NAME=NUMBER, got {item!r}")
+            raise typer.Exit(EXIT_USAGE)
+    return params
 
 
 def _intervals_text(intervals) -> str:

@@ -109,7 +109,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def programs():
-    return {family: ruledsl.load(ROOT / "examples" / f"{family}.rule").compile() for family in CASES}
+    # The scenes are 8 x 8 cells of 8 pixels: a cell is 1/8 of the frame.
+    return {family: ruledsl.load(ROOT / "examples" / f"{family}.rule").compile(params={"cell": 1 / 8}) for family in CASES}
 
 
 def test_every_rule_of_every_example_has_a_violation_case(programs):
