@@ -104,8 +104,8 @@ class CompiledProgram:
         softs = {rule.name: evaluation.rule_value(rule, smooth) for rule in self.rules}
         for rule in self.rules:
             with torch.no_grad():
-                value = evaluation.rule_value(rule, exact)
-                trace = evaluation.blame(rule.formula, 0, video.shape[1] - 1, 0)
+                value = evaluation.rule_value(rule, exact).detach()
+                trace = evaluation.blame(rule.formula, 0, video.shape[1] - 1, 0).detach()
             soft = softs[rule.name]
             loss = self.scale * F.softplus((self.margin - soft) / self.scale)
             total = total + rule.weight * loss

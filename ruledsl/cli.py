@@ -220,6 +220,85 @@ def _parse_params(items: list[str]) -> dict[str, float]:
     return params
 
 
+@app.command()
+def optimize(
+    rule_file: Path = typer.Argument(..., help="A .rule file."),
+    task: Path = typer.Option(..., "--task", "-t", help="A task folder (first_frame.png + prompt.txt; metadata.json if generated)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."),
+    model: Path = typer.Option(None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."),
+    method: str = typer.Option("lora", "--method", help="lora, best-of-n or noise."),
+    steps: int = typer.Option(16, "--steps", min=0, help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps."),
+    seconds: float = typer.Option(None, "--time", help="Wall-time budget in seconds."),
+    nfe: float = typer.Option(None, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."),
+    seed: int = typer.Option(0, "--seed"),
+    lr: float = typer.Option(3e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank", min=1),
+    grad_steps: int = typer.Option(2, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+) -> None:
+    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    program = _load_or_exit(rule_file, EXIT_USAGE)
+    from ruledsl.runtime.generators import ReasonerGenerator
+    from ruledsl.runtime.optimize import METHODS, Budget, Settings, nfe_budget_for
+    from ruledsl.runtime.optimize import optimize as run_optimize
+    from ruledsl.runtime.run import RunExistsError, check_out_folder, condition_from_task, load_resume, task_params, write_run
+    from ruledsl.tasks.layout import TaskFolderError, read_task
+
+    if method not in METHODS:
+        _stderr(f"error: unknown --method {method!r}; choose from {', '.join(METHODS)}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        check_out_folder(out, force, resume)
+        folder = read_task(task)
+        generator = ReasonerGenerator(path=model)
+    except (RunExistsError, TaskFolderError, FileNotFoundError) as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    params = task_params(program, folder, _parse_params(param))
+    compiled = _compile_or_exit(program, params=params)
+    settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
+    if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
+        nfe = nfe_budget_for(generator, settings, steps)
+    budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
+    state = load_resume(out) if resume else None
+    if state is not None and state["method"] != method:
+        _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
+        raise typer.Exit(EXIT_USAGE)
+    result = _run_with_display(lambda on_step: run_optimize(compiled, condition_from_task(folder), generator, budget,
+                                                             settings, on_step=on_step, resume=state), compiled)
+    report = write_run(out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params)
+    verdict = "every rule holds" if report.solved_after else "some rules still fail"
+    print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
+    print(f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png" + (", lora.safetensors" if result.lora else ""))
+    raise typer.Exit(EXIT_OK if report.solved_after else EXIT_FAIL)
+
+
+def _run_with_display(run, compiled):
+    """Run with a live table of rules (✓/✗, margin), the step and the loss; Ctrl-C keeps the best so far."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    console = Console(stderr=True)
+
+    def render(step, report):
+        table = Table(title=f"step {step.index}  loss {step.loss:.4f}  NFE {step.nfe:g}  {step.seconds:.1f} s")
+        for column in ("rule", "role", "", "margin"):
+            table.add_column(column)
+        for rule in report.rules.values():
+            ok = bool(rule.verdict[0])
+            table.add_row(rule.name, rule.role, "[green]✓[/]" if ok else "[red]✗[/]", f"{float(rule.robustness[0]):+.3f}")
+        return table
+
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        return run(lambda step, report: live.update(render(step, report)))
+
+
 def _intervals_text(intervals) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in intervals) or "-"
 

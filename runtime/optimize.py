@@ -1,0 +1,311 @@
+"""Test-time optimization of a frozen video model against a compiled rule program.
+
+    result = optimize(program, condition, generator, Budget(steps=16), Settings(method="lora"))
+
+Methods share one accounting (denoiser forward-equivalents, NFE) so they can be compared at
+equal cost:
+- `lora`: a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
+  `grad_steps` sampling steps, same seed every rollout (iteration 0 is the base sample);
+- `best-of-n`: N seeds, no gradients, the compiled program picks the best (N from the budget);
+- `noise`: optimize the initial noise instead of weights (ReNO-style), gradients through every
+  step, with a penalty keeping the noise's norm Gaussian-like.
+Every rollout's video is judged with the exact semantics; the best one (all rules hold, then
+most rules holding, then lowest loss) is kept. Stops when every rule holds, on plateau, on the
+budget (steps, seconds, NFE), after repeated non-finite losses, or on Ctrl-C (best-so-far kept).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ruledsl.runtime.generators import Condition, VideoGenerator
+from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+
+METHODS = ("lora", "best-of-n", "noise")
+
+
+@dataclass
+class Budget:
+    steps: int = 16  # optimization steps (rollouts after the base sample)
+    seconds: float | None = None
+    nfe: float | None = None  # denoiser forward-equivalents, base sample included
+
+
+@dataclass
+class Settings:
+    method: str = "lora"
+    seed: int = 0
+    lr: float = 3e-3
+    rank: int = 8
+    targets: tuple[str, ...] | None = None  # None: the generator's default LoRA targets
+    grad_steps: int = 2
+    clip: float = 1.0
+    plateau: int = 8  # stop after this many steps without a better loss
+    max_nonfinite: int = 3
+    noise_lr: float = 0.05
+
+
+@dataclass
+class Step:
+    index: int
+    loss: float
+    rule_losses: dict[str, float]
+    satisfied: bool
+    held: int
+    nfe: float
+    seconds: float
+    skipped: bool = False
+
+
+@dataclass
+class Result:
+    method: str
+    base_video: torch.Tensor  # [T, 3, H, W] in [0, 1]
+    best_video: torch.Tensor
+    base_report: object  # ruledsl Report of the base sample
+    best_report: object
+    best_step: int  # -1: the base sample
+    history: list[Step] = field(default_factory=list)
+    nfe: float = 0.0
+    seconds: float = 0.0
+    stop_reason: str = ""
+    interrupted: bool = False
+    lora: dict[str, torch.Tensor] | None = None  # the LoRA that produced the best video
+    state: dict = field(default_factory=dict)  # what `resume` needs to continue this run
+
+    @property
+    def solved(self) -> bool:
+        return bool(self.best_report.satisfied[0])
+
+
+def _rank(report) -> tuple:
+    """Better is larger: every rule holds, then more rules hold, then lower loss."""
+    held = sum(bool(r.verdict[0]) for r in report.rules.values())
+    return (bool(report.satisfied[0]), held, -float(report.loss))
+
+
+class _Tracker:
+    """Shared accounting and best-so-far for every method."""
+
+    def __init__(self, program, budget: Budget, settings: Settings, resume: dict | None = None):
+        self.program, self.budget, self.settings = program, budget, settings
+        resume = resume or {}
+        self.start = time.perf_counter() - resume.get("seconds", 0.0)
+        self.nfe = resume.get("nfe", 0.0)
+        self.history: list[Step] = list(resume.get("history", []))
+        self.best = None  # (rank, video, report, step, lora)
+        self.stop_reason = ""
+        # What a later run needs to continue: the next step, and the method's tensors.
+        self.state: dict = {"step": resume.get("step", 0), "tensors": dict(resume.get("tensors", {}))}
+
+    def judge(self, video: torch.Tensor, step: int, lora=None):
+        with torch.no_grad():
+            report = self.program(video.detach())
+        rank = _rank(report)
+        if self.best is None or rank > self.best[0]:
+            self.best = (rank, video.detach()[0].clone(), report, step, lora)
+        return report
+
+    def record(self, step: int, report, skipped: bool = False) -> None:
+        self.history.append(Step(step, report.loss.item(), {n: r.loss[0].item() for n, r in report.rules.items()},
+                                 bool(report.satisfied[0]), sum(bool(r.verdict[0]) for r in report.rules.values()),
+                                 self.nfe, time.perf_counter() - self.start, skipped))
+
+    def can_afford(self, cost: float, steps_done: int) -> bool:
+        if steps_done >= self.budget.steps:
+            self.stop_reason = f"step budget ({self.budget.steps})"
+        elif self.budget.nfe is not None and self.nfe + cost > self.budget.nfe:
+            self.stop_reason = f"NFE budget ({self.budget.nfe:g})"
+        elif self.budget.seconds is not None and time.perf_counter() - self.start > self.budget.seconds:
+            self.stop_reason = f"time budget ({self.budget.seconds:g} s)"
+        else:
+            return True
+        return False
+
+    def plateaued(self) -> bool:
+        losses = [s.loss for s in self.history if not s.skipped]
+        p = self.settings.plateau
+        if len(losses) > p and min(losses[-p:]) >= min(losses[:-p]) - 1e-4:
+            self.stop_reason = f"plateau (no lower loss in {p} steps)"
+            return True
+        return False
+
+
+def optimize(program, condition: Condition, generator: VideoGenerator, budget: Budget | None = None,
+             settings: Settings | None = None, on_step=None, resume: dict | None = None) -> Result:
+    """Optimize one task instance; `on_step(step, report)` is called after every judged rollout.
+
+    `resume` (from `Result.state` of an interrupted run, plus its history/nfe/seconds and best
+    video) continues where that run stopped.
+    """
+    budget, settings = budget or Budget(), settings or Settings()
+    if settings.method not in METHODS:
+        raise ValueError(f"unknown method {settings.method!r}; choose from {', '.join(METHODS)}")
+    tracker = _Tracker(program, budget, settings, resume)
+    interrupted = False
+    # The base sample: seed `settings.seed`, no gradient. Every method starts from it.
+    with torch.no_grad():
+        base = generator.sample(condition, settings.seed)
+    if resume is None:
+        tracker.nfe += generator.nfe(0)
+    base_report = tracker.judge(base, -1)
+    if resume is None:
+        tracker.record(-1, base_report)
+        if on_step:
+            on_step(tracker.history[-1], base_report)
+    elif "best_video" in resume:
+        tracker.judge(resume["best_video"][None], resume.get("best_step", -1), resume.get("best_lora"))
+    try:
+        if base_report.satisfied[0]:
+            tracker.stop_reason = "every rule holds (base sample)"
+        elif settings.method == "lora":
+            _lora(program, condition, generator, tracker, on_step)
+        elif settings.method == "best-of-n":
+            _best_of_n(condition, generator, tracker, on_step)
+        else:
+            _noise(program, condition, generator, tracker, on_step)
+    except KeyboardInterrupt:
+        interrupted = True
+        tracker.stop_reason = "interrupted"
+    finally:
+        if settings.method == "lora":
+            detach_lora(generator.denoiser)
+    _, best_video, best_report, best_step, best_lora = tracker.best
+    result = Result(settings.method, base[0].detach(), best_video, base_report, best_report, best_step, tracker.history,
+                    tracker.nfe, time.perf_counter() - tracker.start, tracker.stop_reason, interrupted, best_lora)
+    result.state = tracker.state
+    return result
+
+
+def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
+    s = tracker.settings
+    params = attach_lora(generator.denoiser, s.targets or generator.lora_targets, s.rank)
+    optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
+    _restore(generator.denoiser, optimizer, params, tracker.state["tensors"])
+    noise = generator.initial_noise(condition, s.seed)
+    cost, nonfinite, step = generator.nfe(s.grad_steps), 0, tracker.state["step"]
+    while tracker.can_afford(cost, step):
+        video = generator.rollout(condition, noise, grad_steps=s.grad_steps)
+        tracker.nfe += cost
+        report = program(video)
+        loss = report.loss
+        optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+        # Judge the video this LoRA made (before the update), and keep its weights if it is the best.
+        previous = lora_state(generator.denoiser)
+        tracker.judge(video, step, previous)
+        tracker.record(step, report, skipped=not finite)
+        if on_step:
+            on_step(tracker.history[-1], report)
+        if bool(report.satisfied[0]):
+            tracker.stop_reason = f"every rule holds (step {step})"
+            return
+        if not finite:
+            nonfinite += 1
+            if nonfinite >= s.max_nonfinite:
+                tracker.stop_reason = f"non-finite loss or gradient {nonfinite} times in a row"
+                return
+        else:
+            nonfinite = 0
+            torch.nn.utils.clip_grad_norm_(params, s.clip)
+            optimizer.step()
+        step += 1
+        tracker.state = {"step": step, "tensors": _snapshot(generator.denoiser, optimizer, params)}
+        if tracker.plateaued():
+            return
+
+
+def _snapshot(model, optimizer, params) -> dict[str, torch.Tensor]:
+    """LoRA weights and AdamW moments as plain tensors (saved as safetensors, never pickled)."""
+    tensors = {f"lora/{name}": value for name, value in lora_state(model).items()}
+    for i, param in enumerate(params):
+        for key, value in optimizer.state.get(param, {}).items():
+            tensors[f"adamw/{i}/{key}"] = torch.as_tensor(value).detach().clone()
+    return tensors
+
+
+def _restore(model, optimizer, params, tensors: dict[str, torch.Tensor]) -> None:
+    from ruledsl.runtime.lora import load_lora_state
+
+    lora = {name[5:]: value for name, value in tensors.items() if name.startswith("lora/")}
+    if lora:
+        load_lora_state(model, lora)
+    for i, param in enumerate(params):
+        state = {key.split("/")[2]: value for key, value in tensors.items() if key.startswith(f"adamw/{i}/")}
+        if state:
+            optimizer.state[param] = state
+
+
+def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
+    cost, n = generator.nfe(0), tracker.state["step"]
+    while tracker.can_afford(cost, n):
+        with torch.no_grad():
+            video = generator.sample(condition, tracker.settings.seed + 1 + n)
+        tracker.nfe += cost
+        report = tracker.judge(video, n)
+        tracker.record(n, report)
+        if on_step:
+            on_step(tracker.history[-1], report)
+        if bool(report.satisfied[0]):
+            tracker.stop_reason = f"every rule holds (candidate {n})"
+            return
+        n += 1
+        tracker.state = {"step": n, "tensors": {}}
+
+
+def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
+    s = tracker.settings
+    start = tracker.state["tensors"].get("noise")
+    noise = (start if start is not None else generator.initial_noise(condition, s.seed)).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([noise], lr=s.noise_lr)
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        if f"adam/{key}" in tracker.state["tensors"]:
+            optimizer.state.setdefault(noise, {})[key] = tracker.state["tensors"][f"adam/{key}"]
+    dims = noise.numel()
+    cost, nonfinite, step = generator.nfe(generator.steps), 0, tracker.state["step"]
+    while tracker.can_afford(cost, step):
+        video = generator.rollout(condition, noise, grad_steps=generator.steps)
+        tracker.nfe += cost
+        report = program(video)
+        # Keep the noise on the Gaussian shell (||z||² ≈ dims), as ReNO does.
+        loss = report.loss + 0.5 * ((noise.pow(2).sum() - dims) / dims) ** 2
+        optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            finite = bool(torch.isfinite(noise.grad).all())
+        tracker.judge(video, step)
+        tracker.record(step, report, skipped=not finite)
+        if on_step:
+            on_step(tracker.history[-1], report)
+        if bool(report.satisfied[0]):
+            tracker.stop_reason = f"every rule holds (step {step})"
+            return
+        if not finite:
+            nonfinite += 1
+            if nonfinite >= s.max_nonfinite:
+                tracker.stop_reason = f"non-finite loss or gradient {nonfinite} times in a row"
+                return
+        else:
+            nonfinite = 0
+            optimizer.step()
+        step += 1
+        tensors = {"noise": noise.detach().clone()}
+        tensors.update({f"adam/{k}": torch.as_tensor(v).detach().clone() for k, v in optimizer.state[noise].items()})
+        tracker.state = {"step": step, "tensors": tensors}
+        if tracker.plateaued():
+            return
+
+
+def nfe_budget_for(generator: VideoGenerator, settings: Settings, steps: int) -> float:
+    """The NFE of `steps` LoRA iterations plus the base sample: give it to another method to match cost."""
+    return generator.nfe(0) + steps * generator.nfe(settings.grad_steps)
+
+
+__all__ = ["Budget", "Settings", "Result", "Step", "METHODS", "optimize", "nfe_budget_for"]

@@ -1,0 +1,155 @@
+"""The runtime on a tiny random reasoner: LoRA semantics, the loop's stops, outputs, resume, NFE accounting."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ruledsl
+from ruledsl.cli import app
+from ruledsl.runtime.generators import Condition, ReasonerGenerator
+from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+from ruledsl.runtime.optimize import Budget, Settings, nfe_budget_for, optimize
+from ruledsl.runtime.reasoner import ReasonerModel
+from ruledsl.runtime.run import write_run
+from ruledsl.tasks import generate
+from ruledsl.tasks.layout import write_task
+
+runner = CliRunner()
+RULES = "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    model = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
+    with torch.no_grad():  # random outputs (the real init zeroes the last layer)
+        model.proj_out.weight.normal_(0, 0.2)
+    return model
+
+
+@pytest.fixture()
+def generator():
+    return ReasonerGenerator(model=tiny_model(), steps=3)
+
+
+@pytest.fixture()
+def condition():
+    return Condition(torch.rand(3, 32, 32), "prompt", "maze", frames=4)
+
+
+def program(text=RULES):
+    return ruledsl.loads(text).compile()
+
+
+def test_iteration_zero_is_the_base_sample(generator, condition):
+    with torch.no_grad():
+        base = generator.sample(condition, seed=3)
+    attach_lora(generator.denoiser, generator.lora_targets, rank=4)
+    with torch.no_grad():
+        assert torch.equal(generator.sample(condition, seed=3), base)
+    detach_lora(generator.denoiser)
+    assert not any("lora_" in n for n, _ in generator.denoiser.named_parameters())
+
+
+def test_a_step_changes_only_lora_and_lowers_the_loss(generator, condition):
+    compiled = program()
+    base_weights = {k: v.clone() for k, v in generator.denoiser.state_dict().items()}
+    params = attach_lora(generator.denoiser, generator.lora_targets, rank=4)
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    noise = generator.initial_noise(condition, 0)
+    loss0 = compiled(generator.rollout(condition, noise, grad_steps=2)).loss
+    loss0.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    optimizer.step()
+    with torch.no_grad():
+        loss1 = compiled(generator.rollout(condition, noise)).loss
+    assert loss1 < loss0
+    for name, value in generator.denoiser.state_dict().items():
+        if "lora_" not in name:
+            assert torch.equal(value, base_weights[name.replace(".base_layer", "")]), name
+    detach_lora(generator.denoiser)
+
+
+def test_lora_loop_records_steps_and_keeps_the_base_model(generator, condition):
+    before = {k: v.clone() for k, v in generator.denoiser.state_dict().items()}
+    result = optimize(program(), condition, generator, Budget(steps=3), Settings(rank=4, grad_steps=1))
+    assert [s.index for s in result.history] == [-1, 0, 1, 2]
+    assert result.stop_reason in ("step budget (3)",) or "every rule holds" in result.stop_reason
+    assert result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(1)
+    assert result.best_video.shape == (4, 3, 16, 16) and 0 <= result.best_video.min() <= result.best_video.max() <= 1
+    after = generator.denoiser.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert result.lora and all("lora_" in k for k in result.lora)
+
+
+def test_early_stop_when_rules_already_hold(generator, condition):
+    result = optimize(program("goal g: always true\n"), condition, generator, Budget(steps=5))
+    assert result.solved and result.stop_reason == "every rule holds (base sample)"
+    assert len(result.history) == 1 and result.nfe == generator.nfe(0)
+
+
+def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
+    def stop(step, report):
+        if step.index == 1:
+            raise KeyboardInterrupt
+
+    result = optimize(program(), condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1), on_step=stop)
+    assert result.interrupted and result.stop_reason == "interrupted"
+    assert [s.index for s in result.history] == [-1, 0, 1]
+    report = write_run(tmp_path / "run", result, "r.rule", None, "tiny", Settings(), Budget(steps=10), {})
+    assert report.interrupted and json.loads((tmp_path / "run" / "report.json").read_text())["interrupted"]
+    for name in ("base.mp4", "best.mp4", "best.gif", "curves.png", "lora.safetensors"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+def test_nfe_accounting_is_shared_across_methods(generator, condition):
+    settings = Settings(rank=4, grad_steps=1)
+    budget = nfe_budget_for(generator, settings, steps=2)  # 3 + 2 * 5 = 13
+    results = {m: optimize(program(), condition, generator, Budget(steps=10**6, nfe=budget), Settings(method=m, grad_steps=1))
+               for m in ("best-of-n", "noise")}
+    results["lora"] = optimize(program(), condition, generator, Budget(steps=2), settings)
+    assert budget == 13 and results["lora"].nfe == 13
+    for method, result in results.items():
+        assert result.nfe <= budget, method
+        costs = [b.nfe - a.nfe for a, b in zip(result.history, result.history[1:])]
+        expected = {"lora": 5.0, "best-of-n": 3.0, "noise": 9.0}[method]
+        assert all(c == expected for c in costs), (method, costs)
+    assert len(results["best-of-n"].history) - 1 == (budget - 3) // 3
+
+
+def test_cli_force_and_resume(tmp_path):
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task", size=(32, 32), frames=4)
+    rules = tmp_path / "r.rule"
+    rules.write_text(RULES)
+    base = ["optimize", str(rules), "--task", str(task), "--out", str(tmp_path / "run"), "--model", str(model_dir)]
+    first = runner.invoke(app, base + ["--steps", "2", "--grad-steps", "1", "--rank", "4"])
+    assert first.exit_code in (0, 1), first.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    task_frames = json.loads((task / "metadata.json").read_text())["render"]["frames"]
+    assert report["model"] == str(model_dir) and report["frames"] == task_frames
+    refused = runner.invoke(app, base + ["--steps", "2"])
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    if report["solved_after"]:
+        return  # nothing left to resume
+    resumed = runner.invoke(app, base + ["--steps", "4", "--grad-steps", "1", "--rank", "4", "--resume"])
+    assert resumed.exit_code in (0, 1), resumed.output
+    again = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [c["index"] for c in again["curve"]][:len(report["curve"])] == [c["index"] for c in report["curve"]]
+    assert again["nfe"] > report["nfe"]
+    forced = runner.invoke(app, base + ["--steps", "1", "--grad-steps", "1", "--rank", "4", "--force"])
+    assert forced.exit_code in (0, 1)
+    assert len(json.loads((tmp_path / "run" / "report.json").read_text())["curve"]) <= 2
+
+
+def test_from_pretrained_round_trip(tmp_path, condition):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "diffusion_pytorch_model.safetensors").exists()
+    loaded = ReasonerGenerator(path=tmp_path / "m", steps=3)
+    with torch.no_grad():
+        a = ReasonerGenerator(model=model.eval(), steps=3).sample(condition, 1)
+        b = loaded.sample(condition, 1)
+    assert torch.allclose(a, b)
