@@ -299,6 +299,111 @@ def _run_with_display(run, compiled):
         return run(lambda step, report: live.update(render(step, report)))
 
 
+@app.command()
+def palette(image: Path = typer.Argument(..., help="An image (e.g. a task's first_frame.png)."),
+            json_output: bool = typer.Option(False, "--json")) -> None:
+    """Distinct colours of an image: hex, area %, bounding box (hints for naming entities)."""
+    import json
+
+    from ruledsl.teacher.palette import palette as find, palette_text
+    from ruledsl.video import VideoReadError, read_image
+
+    try:
+        swatches = find(read_image(image))
+    except VideoReadError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(json.dumps([s.to_dict() for s in swatches], indent=1) if json_output else palette_text(swatches))
+
+
+@app.command()
+def extract(
+    raw: Path = typer.Argument(..., help="A file with a model's raw answer."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the program here (only if it checks clean)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --output."),
+) -> None:
+    """Pull the rule program out of free text and check it; exit 1 with diagnostics if there is no valid program."""
+    from ruledsl.teacher.extract import ExtractionError, extract as pull
+    from ruledsl.teacher.teach import diagnostics_text
+
+    if output is not None and output.exists() and not force:
+        _stderr(f"error: {output} exists; pass --force to overwrite it")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        data = raw.read_bytes()
+    except OSError as error:
+        _stderr(f"error: {raw}: cannot read ({error.strerror or error})")
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        result = pull(data.decode("utf-8", errors="replace"), name=str(output or raw))
+    except ExtractionError as error:
+        _stderr(f"error: {raw}: {error}")
+        raise typer.Exit(EXIT_FAIL) from None
+    if not result.ok:
+        if result.checked is not None:
+            print_diagnostics(result.checked.diagnostics, result.checked.source)
+        _stderr(f"{raw}: no valid program ({diagnostics_text(result).splitlines()[0] if result.checked is None else f'{len(result.checked.errors)} error(s)'})")
+        raise typer.Exit(EXIT_FAIL)
+    if output is None:
+        sys.stdout.write(result.program)
+    else:
+        output.write_text(result.program, encoding="utf-8")
+        _stderr(f"wrote {output} ({len(result.checked.rules)} rules, from {result.candidates} candidate(s))")
+
+
+@app.command()
+def teach(
+    task: Path = typer.Argument(..., help="A task folder (first_frame.png + prompt.txt)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Where to write the checked program."),
+    backend: str = typer.Option("openai", "--backend", help="openai or transformers."),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (openai backend)."),
+    model: str = typer.Option("default", "--model", help="Model name (openai) or local path (transformers)."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key, if any."),
+    max_repairs: int = typer.Option(2, "--max-repairs", min=0),
+    timeout: float = typer.Option(120.0, "--timeout"),
+    show_prompt: bool = typer.Option(False, "--show-prompt", help="Print the prompt and exit."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --output."),
+) -> None:
+    """Ask a VLM for the task's rule program; repair it with the checker's diagnostics; write it only if it checks clean."""
+    import os
+
+    from ruledsl.tasks.layout import TaskFolderError, read_task
+    from ruledsl.teacher.backends import BackendError, OpenAIBackend, TransformersBackend
+    from ruledsl.teacher.teach import Teacher, save_transcript
+
+    try:
+        folder = read_task(task)
+    except TaskFolderError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if show_prompt:
+        print(Teacher(None).prompt_for(folder))
+        raise typer.Exit(EXIT_OK)
+    if output is None:
+        _stderr("error: --output is required (or use --show-prompt)")
+        raise typer.Exit(EXIT_USAGE)
+    if output.exists() and not force:
+        _stderr(f"error: {output} exists; pass --force to overwrite it")
+        raise typer.Exit(EXIT_USAGE)
+    if backend not in ("openai", "transformers"):
+        _stderr(f"error: unknown --backend {backend!r}; choose openai or transformers")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        client = (OpenAIBackend(base_url, model, os.environ.get(api_key_env), timeout=timeout) if backend == "openai"
+                  else TransformersBackend(model))
+        teaching = Teacher(client, max_repairs).write_rules(folder)
+    except (BackendError, OSError) as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    transcript = save_transcript(teaching, output)
+    if not teaching.ok:
+        _stderr(teaching.diagnostics)
+        _stderr(f"no valid program after {len(teaching.rounds)} round(s); the raw answers are in {transcript}")
+        raise typer.Exit(EXIT_FAIL)
+    output.write_text(teaching.program, encoding="utf-8")
+    print(f"wrote {output} after {len(teaching.rounds)} round(s); transcript {transcript}")
+
+
 def _intervals_text(intervals) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in intervals) or "-"
 
