@@ -404,6 +404,56 @@ def teach(
     print(f"wrote {output} after {len(teaching.rounds)} round(s); transcript {transcript}")
 
 
+reasoner_app = typer.Typer(help="The built-in video reasoner: model card, sampling.", no_args_is_help=True)
+app.add_typer(reasoner_app, name="reasoner")
+
+
+@reasoner_app.command("info")
+def reasoner_info(model: Path = typer.Option(None, "--model", help="A reasoner folder; default: the built-in one.")) -> None:
+    """Architecture, size, training and measured base scores of the reasoner (its model card)."""
+    from ruledsl.runtime.generators import DEFAULT_REASONER
+
+    folder = model or DEFAULT_REASONER
+    card = folder / "README.md"
+    if not (folder / "config.json").exists():
+        _stderr(f"error: no reasoner at {folder}")
+        raise typer.Exit(EXIT_USAGE)
+    print(card.read_text() if card.exists() else f"{folder}: no model card (run python -m ruledsl.runtime.model_card {folder})")
+
+
+@reasoner_app.command("sample")
+def reasoner_sample(
+    task: Path = typer.Argument(..., help="A task folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif or a folder)."),
+    seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(8, "--steps", min=1),
+    model: Path = typer.Option(None, "--model"),
+    force: bool = typer.Option(False, "--force"),
+) -> None:
+    """Image-to-video from the task's first frame with the reasoner."""
+    import torch
+
+    from ruledsl.compiler.video_io import write_video
+    from ruledsl.runtime.generators import ReasonerGenerator
+    from ruledsl.runtime.run import condition_from_task
+    from ruledsl.tasks.layout import TaskFolderError, read_task
+
+    if out.exists() and not force:
+        _stderr(f"error: {out} exists; pass --force to overwrite it")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        folder = read_task(task)
+        generator = ReasonerGenerator(path=model, steps=steps)
+    except (TaskFolderError, FileNotFoundError) as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        video = generator.sample(condition_from_task(folder), seed)[0]
+    write_video(out, video)
+    print(f"wrote {out} ({video.shape[0]} frames, {video.shape[-1]}x{video.shape[-2]})")
+
+
 def _intervals_text(intervals) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in intervals) or "-"
 

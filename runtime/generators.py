@@ -58,6 +58,86 @@ class VideoGenerator(ABC):
         return float(self.steps - grad_steps + 3 * grad_steps)
 
 
+class DiffusersI2VGenerator(VideoGenerator):
+    """Shared parts of the diffusers image-to-video adapters (wan.py, cogvideox.py, ltx.py).
+
+    Subclasses name their pipeline class, build their scheduler, and write `_condition` (the
+    conditioning tensors, computed once per task without gradient) and `rollout`. `decoder`, if
+    given, replaces the VAE decode (latents -> [B, T, 3, H, W] in [0, 1]) with a cheaper surrogate.
+    """
+
+    pipeline_class: str  # e.g. "WanImageToVideoPipeline"
+
+    def __init__(self, pipeline, steps: int = 8, height: int | None = None, width: int | None = None,
+                 decoder=None, max_sequence_length: int = 64):
+        self.pipe = pipeline
+        self.steps = steps
+        self.height, self.width = height, width
+        self.decoder = decoder
+        self.max_sequence_length = max_sequence_length
+        self.scheduler = self.make_scheduler(pipeline)
+        for name in ("transformer", "vae", "text_encoder", "image_encoder"):
+            module = getattr(pipeline, name, None)
+            if module is not None:
+                module.eval().requires_grad_(False)
+        self._prepared: dict = {}
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        import diffusers
+
+        return cls(getattr(diffusers, cls.pipeline_class).from_pretrained(path), **kwargs)
+
+    def make_scheduler(self, pipeline):
+        raise NotImplementedError
+
+    @property
+    def denoiser(self):
+        return self.pipe.transformer
+
+    def prepared(self, condition: Condition, batch: int):
+        """The task's conditioning for a batch size, computed once (only the current task is kept)."""
+        key = (id(condition), batch)
+        if key not in self._prepared:
+            with torch.no_grad():
+                self._prepared = {key: self._condition(condition, batch)}
+        return self._prepared[key]
+
+    def _condition(self, condition: Condition, batch: int):
+        raise NotImplementedError
+
+    def frame_count(self, condition: Condition) -> int:
+        """Frames as k * (temporal compression) + 1, at least the condition's."""
+        scale = self.temporal_compression
+        return ((max(condition.frames, 2) - 2) // scale + 1) * scale + 1
+
+    @property
+    def temporal_compression(self) -> int:
+        return getattr(self.pipe, "vae_scale_factor_temporal", None) or self.pipe.vae_temporal_compression_ratio
+
+    def pixel_size(self, condition: Condition, unit: int) -> tuple[int, int]:
+        h = self.height or condition.first_frame.shape[-2]
+        w = self.width or condition.first_frame.shape[-1]
+        return max(unit, h // unit * unit), max(unit, w // unit * unit)
+
+    def seeded_noise(self, shape, seed: int) -> torch.Tensor:
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.pipe.transformer.device)
+
+
+def first_frame_pil(frame: torch.Tensor):
+    """[3, H, W] in [0, 1] -> a PIL image (what the pipelines' processors take)."""
+    import numpy as np
+    from PIL import Image
+
+    array = (frame.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def latents_to_video(video: torch.Tensor) -> torch.Tensor:
+    """A VAE's [B, 3, T, H, W] in [-1, 1] -> [B, T, 3, H, W] in [0, 1]."""
+    return ((video.permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)
+
+
 class ReasonerGenerator(VideoGenerator):
     """The project's small pixel-space reasoner (ruledsl.runtime.reasoner)."""
 
