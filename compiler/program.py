@@ -162,18 +162,14 @@ def _walk_terms(program: ir.IRProgram):
 
 
 def _load_image(program: ir.IRProgram, path: str) -> torch.Tensor:
-    import imageio.v3 as iio
-    import numpy as np
+    from ruledsl.video import VideoReadError, read_image
 
     full = Path(program.base_dir) / path
     try:
-        array = iio.imread(full)
-    except Exception as error:  # imageio raises many kinds; all mean "cannot use this file"
+        array = read_image(full)
+    except VideoReadError as error:
         raise ir.CompileError(f"cannot read image {path!r} ({full}): {error}", program.source_name, None) from error
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    return torch.from_numpy(array[..., :3].astype("float32") / 255.0).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(array.astype("float32") / 255.0).permute(2, 0, 1).contiguous()
 
 
 class _Evaluation:

@@ -9,6 +9,12 @@
 Nothing here imports torch.
 """
 
-from ruledsl.tasks.families import FAMILIES, SPLITS, Instance, generate
-
 __all__ = ["FAMILIES", "SPLITS", "Instance", "generate"]
+
+
+def __getattr__(name):  # lazy: `ruledsl check` imports the tasks CLI but needs none of this
+    if name in __all__:
+        from ruledsl.tasks import families
+
+        return getattr(families, name)
+    raise AttributeError(f"module 'ruledsl.tasks' has no attribute {name!r}")
