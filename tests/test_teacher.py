@@ -22,7 +22,7 @@ from ruledsl.teacher.palette import palette
 from ruledsl.teacher.prompt import build_prompt
 from ruledsl.teacher.teach import Teacher
 
-from tiny_lm import rule_tokenizer, tiny_causal_lm
+from tiny_lm import rule_tokenizer, tiny_causal_lm, tiny_vlm
 from vlm_corpus import CASES, PROGRAM, fence
 
 runner = CliRunner()
@@ -187,6 +187,19 @@ def test_constrained_decoding_always_parses():
                 pass
     print(f"random tiny LM: constrained {parsed[True]}/20 parse, unconstrained {parsed[False]}/20")
     assert parsed[True] == 20
+
+
+def test_local_vision_language_model_with_image(tmp_path, task):
+    """A tiny random LLaVA-style VLM saved and loaded with from_pretrained: the image goes through the
+    processor's chat template, and every constrained answer parses."""
+    folder = tiny_vlm(tmp_path / "vlm")
+    messages = [{"role": "system", "content": "You write rules."}, {"role": "user", "content": "Write the rules."}]
+    for seed in range(5):
+        backend = TransformersBackend(str(folder), constrained=True, max_new_tokens=120, temperature=1.0, seed=seed)
+        assert backend.vision
+        text = backend.complete(messages, task.first_frame)
+        assert text.strip()
+        parse(Source(text))
 
 
 def test_cli_palette_extract_teach(tmp_path, task, server):
