@@ -101,12 +101,15 @@ class _Tracker:
         # What a later run needs to continue: the next step, and the method's tensors.
         self.state: dict = {"step": resume.get("step", 0), "tensors": dict(resume.get("tensors", {}))}
 
-    def judge(self, video: torch.Tensor, step: int, lora=None):
-        with torch.no_grad():
-            report = self.program(video.detach())
+    def judge(self, video: torch.Tensor, step: int, report=None, lora=None):
+        """Keep `video` if it is the best so far. `report`: its report if already computed (the exact
+        verdicts in a report do not depend on gradients); `lora`: a callable giving the weights to keep."""
+        if report is None:
+            with torch.no_grad():
+                report = self.program(video.detach())
         rank = _rank(report)
         if self.best is None or rank > self.best[0]:
-            self.best = (rank, video.detach()[0].clone(), report, step, lora)
+            self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
         return report
 
     def record(self, step: int, report, skipped: bool = False) -> None:
@@ -157,7 +160,7 @@ def optimize(program, condition: Condition, generator: VideoGenerator, budget: B
         if on_step:
             on_step(tracker.history[-1], base_report)
     elif "best_video" in resume:
-        tracker.judge(resume["best_video"][None], resume.get("best_step", -1), resume.get("best_lora"))
+        tracker.judge(resume["best_video"][None], resume.get("best_step", -1), lora=resume.get("best_lora"))
     try:
         if base_report.satisfied[0]:
             tracker.stop_reason = "every rule holds (base sample)"
@@ -198,8 +201,7 @@ def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
             loss.backward()
             finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
         # Judge the video this LoRA made (before the update), and keep its weights if it is the best.
-        previous = lora_state(generator.denoiser)
-        tracker.judge(video, step, previous)
+        tracker.judge(video, step, report, lambda: lora_state(generator.denoiser))
         tracker.record(step, report, skipped=not finite)
         if on_step:
             on_step(tracker.history[-1], report)
@@ -280,7 +282,7 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
         if finite:
             loss.backward()
             finite = bool(torch.isfinite(noise.grad).all())
-        tracker.judge(video, step)
+        tracker.judge(video, step, report)
         tracker.record(step, report, skipped=not finite)
         if on_step:
             on_step(tracker.history[-1], report)
