@@ -84,7 +84,7 @@ class Result:
 def _rank(report) -> tuple:
     """Better is larger: every rule holds, then more rules hold, then lower loss."""
     held = sum(bool(r.verdict[0]) for r in report.rules.values())
-    return (bool(report.satisfied[0]), held, -float(report.loss))
+    return (bool(report.satisfied[0]), held, -report.loss.item())
 
 
 class _Tracker:
