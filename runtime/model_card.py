@@ -81,6 +81,10 @@ large video models, often breaks the task's rules — which test-time optimizati
   {log.get('steps', '?')} steps of batch {args.get('batch', '?')} in {log.get('minutes', '?')} min on {args.get('threads', '1')} CPU thread(s);
   loss weights moving pixels ×10; EMA weights.
 
+Samples: `docs/reasoner_samples.png` — rows alternate ground truth and the model (noise seed 0) for `test`
+instance 3 of maze, key_door and two_targets, 32×32, the first 16 frames: the agent walks toward the goal,
+with blur, stray pieces and duplicates in mid-motion.
+
 ## Base results (independent scorers, `python -m ruledsl.runtime.model_card {path}`)
 
 Held-out instances 0..{next(iter(next(iter(results.values())).values()))['n'] - 1} of each split, noise seed 0, frames rendered at 64×64 and
