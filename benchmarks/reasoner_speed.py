@@ -1,0 +1,68 @@
+"""Reasoner speed: one sample at the shipped 8 steps, and forward + backward through the sampler
+with a LoRA attached (gradients through the last 2 steps, as the runtime does, and through all 8).
+
+Usage: python benchmarks/reasoner_speed.py [--threads 1 2] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import ruledsl
+from ruledsl.runtime.generators import ReasonerGenerator
+from ruledsl.runtime.lora import attach_lora, detach_lora
+from ruledsl.runtime.model_card import instance_condition
+from ruledsl.tasks.families import generate
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    generator = ReasonerGenerator()
+    instance = generate("maze", 0, 0, "test")
+    condition = instance_condition(instance)
+    program = ruledsl.load("examples/maze.rule").compile(params={"cell": 1 / instance.rows})
+    print(f"reasoner: {sum(p.numel() for p in generator.denoiser.parameters()) / 1e6:.2f} M params, "
+          f"{generator.steps} steps, {condition.frames} frames at 32x32")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+
+        def sample():
+            with torch.no_grad():
+                generator.sample(condition, 0)
+
+        params = attach_lora(generator.denoiser, generator.lora_targets, rank=8)
+
+        def step(k):
+            def run():
+                for p in params:
+                    p.grad = None
+                program(generator.sample(condition, 0, grad_steps=k)).loss.backward()
+            return run
+
+        rows = {"sample (no grad)": timed(sample, args.repeats),
+                "fwd+bwd, LoRA, grads through last 2 steps": timed(step(2), args.repeats),
+                "fwd+bwd, LoRA, grads through all 8 steps": timed(step(8), args.repeats)}
+        detach_lora(generator.denoiser)
+        for name, seconds in rows.items():
+            print(f"threads {threads}  {name:45s} {seconds * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
