@@ -340,8 +340,9 @@ class _Evaluation:
                 delta = P.norm(mean - mean[:, :1].detach())
                 return P.clamp_margin((p["tol"] - delta) / p["tol"])
             case "single":
-                # log ratio: a stray blob far away makes the ratio huge; the log keeps a usable gradient
-                return P.clamp_margin(torch.log(p["spread"] / (P.spread_ratio(self.mask(args[0])) + P.EPS)))
+                # The log keeps a stray blob far away (a huge ratio) in range; no tanh on top: it would
+                # saturate exactly for badly broken videos and leave them without a gradient.
+                return 0.25 * torch.log(p["spread"] / (P.spread_ratio(self.mask(args[0])) + P.EPS))
             case "unchanged":
                 live = self.mask(self.live(args[0]))
                 reference = live[:, :1].detach()
