@@ -8,11 +8,10 @@ the ratio says how many video copies' worth of time one evaluation with backward
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from timing import timed
 
 import ruledsl
 
@@ -20,14 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = [(1, 8, 3, 32, 32), (8, 16, 3, 64, 64), (1, 49, 3, 480, 832)]
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

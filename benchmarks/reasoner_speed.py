@@ -7,10 +7,9 @@ Usage: python benchmarks/reasoner_speed.py [--threads 1 2] [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import timed
 
 import ruledsl
 from ruledsl.runtime.generators import ReasonerGenerator
@@ -19,14 +18,6 @@ from ruledsl.runtime.model_card import instance_condition
 from ruledsl.tasks.families import generate
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

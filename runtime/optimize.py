@@ -98,6 +98,7 @@ class _Tracker:
         self.history: list[Step] = list(resume.get("history", []))
         self.best = None  # (rank, video, report, step, lora)
         self.stop_reason = ""
+        self.nonfinite = 0
         # What a later run needs to continue: the next step, and the method's tensors.
         self.state: dict = {"step": resume.get("step", 0), "tensors": dict(resume.get("tensors", {}))}
 
@@ -116,6 +117,22 @@ class _Tracker:
         self.history.append(Step(step, report.loss.item(), {n: r.loss[0].item() for n, r in report.rules.items()},
                                  bool(report.satisfied[0]), sum(bool(r.verdict[0]) for r in report.rules.values()),
                                  self.nfe, time.perf_counter() - self.start, skipped))
+
+    def after_step(self, video, step: int, report, finite: bool, on_step, lora=None) -> bool:
+        """Judge, record and report one gradient step; True when the loop must stop (all rules hold,
+        or too many non-finite losses or gradients in a row)."""
+        self.judge(video, step, report, lora)
+        self.record(step, report, skipped=not finite)
+        if on_step:
+            on_step(self.history[-1], report)
+        if bool(report.satisfied[0]):
+            self.stop_reason = f"every rule holds (step {step})"
+            return True
+        self.nonfinite = 0 if finite else self.nonfinite + 1
+        if self.nonfinite >= self.settings.max_nonfinite:
+            self.stop_reason = f"non-finite loss or gradient {self.nonfinite} times in a row"
+            return True
+        return False
 
     def can_afford(self, cost: float, steps_done: int) -> bool:
         if steps_done >= self.budget.steps:
@@ -189,38 +206,31 @@ def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
     _restore(generator.denoiser, optimizer, params, tracker.state["tensors"])
     noise = generator.initial_noise(condition, s.seed)
-    cost, nonfinite, step = generator.nfe(s.grad_steps), 0, tracker.state["step"]
+    cost, step = generator.nfe(s.grad_steps), tracker.state["step"]
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=s.grad_steps)
         tracker.nfe += cost
         report = program(video)
-        loss = report.loss
         optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-            finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+        finite = _backward(report.loss, params)
         # Judge the video this LoRA made (before the update), and keep its weights if it is the best.
-        tracker.judge(video, step, report, lambda: lora_state(generator.denoiser))
-        tracker.record(step, report, skipped=not finite)
-        if on_step:
-            on_step(tracker.history[-1], report)
-        if bool(report.satisfied[0]):
-            tracker.stop_reason = f"every rule holds (step {step})"
+        if tracker.after_step(video, step, report, finite, on_step, lambda: lora_state(generator.denoiser)):
             return
-        if not finite:
-            nonfinite += 1
-            if nonfinite >= s.max_nonfinite:
-                tracker.stop_reason = f"non-finite loss or gradient {nonfinite} times in a row"
-                return
-        else:
-            nonfinite = 0
+        if finite:
             torch.nn.utils.clip_grad_norm_(params, s.clip)
             optimizer.step()
         step += 1
         tracker.state = {"step": step, "tensors": _snapshot(generator.denoiser, optimizer, params)}
         if tracker.plateaued():
             return
+
+
+def _backward(loss: torch.Tensor, params) -> bool:
+    """Back-propagate a finite loss; False (nothing to apply) if the loss or any gradient is not finite."""
+    if not bool(torch.isfinite(loss)):
+        return False
+    loss.backward()
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
 
 
 def _snapshot(model, optimizer, params) -> dict[str, torch.Tensor]:
@@ -270,7 +280,7 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
         if f"adam/{key}" in tracker.state["tensors"]:
             optimizer.state.setdefault(noise, {})[key] = tracker.state["tensors"][f"adam/{key}"]
     dims = noise.numel()
-    cost, nonfinite, step = generator.nfe(generator.steps), 0, tracker.state["step"]
+    cost, step = generator.nfe(generator.steps), tracker.state["step"]
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=generator.steps)
         tracker.nfe += cost
@@ -278,24 +288,10 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
         # Keep the noise on the Gaussian shell (||z||² ≈ dims), as ReNO does.
         loss = report.loss + 0.5 * ((noise.pow(2).sum() - dims) / dims) ** 2
         optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-            finite = bool(torch.isfinite(noise.grad).all())
-        tracker.judge(video, step, report)
-        tracker.record(step, report, skipped=not finite)
-        if on_step:
-            on_step(tracker.history[-1], report)
-        if bool(report.satisfied[0]):
-            tracker.stop_reason = f"every rule holds (step {step})"
+        finite = _backward(loss, [noise])
+        if tracker.after_step(video, step, report, finite, on_step):
             return
-        if not finite:
-            nonfinite += 1
-            if nonfinite >= s.max_nonfinite:
-                tracker.stop_reason = f"non-finite loss or gradient {nonfinite} times in a row"
-                return
-        else:
-            nonfinite = 0
+        if finite:
             optimizer.step()
         step += 1
         tensors = {"noise": noise.detach().clone()}

@@ -152,3 +152,21 @@ def test_from_pretrained_round_trip(tmp_path, condition):
         a = ReasonerGenerator(model=model.eval(), steps=3).sample(condition, 1)
         b = loaded.sample(condition, 1)
     assert torch.allclose(a, b)
+
+
+def test_nonfinite_losses_are_skipped_then_stop(generator, condition):
+    compiled = program()
+
+    def nan_loss(video):
+        report = compiled(video)
+        return report.model_copy(update={"loss": report.loss * float("nan")})
+
+    b_sums = []
+    watch = lambda step, report: b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items()
+                                                   if "lora_B" in k))  # noqa: E731
+    result = optimize(nan_loss, condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1, max_nonfinite=3),
+                      on_step=watch)
+    assert result.stop_reason == "non-finite loss or gradient 3 times in a row"
+    assert [s.skipped for s in result.history] == [False, True, True, True]
+    assert b_sums[1:] == [0.0, 0.0, 0.0]  # gaussian init has B = 0, and no update was ever applied
+    assert result.best_step == -1 and result.lora is None
