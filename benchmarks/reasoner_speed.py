@@ -14,7 +14,7 @@ from timing import timed
 import ruledsl
 from ruledsl.runtime.generators import ReasonerGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora
-from ruledsl.runtime.model_card import instance_condition
+from ruledsl.runtime.generators import condition_from_instance
 from ruledsl.tasks.families import generate
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     generator = ReasonerGenerator()
     instance = generate("maze", 0, 0, "test")
-    condition = instance_condition(instance)
+    condition = condition_from_instance(instance)
     program = ruledsl.load("examples/maze.rule").compile(params={"cell": 1 / instance.rows})
     print(f"reasoner: {sum(p.numel() for p in generator.denoiser.parameters()) / 1e6:.2f} M params, "
           f"{generator.steps} steps, {condition.frames} frames at 32x32")

@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 import ruledsl
-from ruledsl.runtime.generators import ReasonerGenerator
-from ruledsl.runtime.model_card import instance_condition, to_uint8
-from ruledsl.runtime.optimize import Budget, Settings, nfe_budget_for, optimize
-from ruledsl.tasks.agreement import cell_size
+from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
+from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
+from ruledsl.tasks.layout import program_params
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.scorers import score_video
 
@@ -52,8 +51,8 @@ def main() -> None:
         program = ruledsl.load(ROOT / "examples" / f"{family}.rule")
         for index in range(args.n):
             instance = generate(family, index, 0, args.split)
-            compiled = program.compile(params={"cell": cell_size(instance, (64, 64))})
-            condition = instance_condition(instance)
+            compiled = program.compile(params=program_params(instance.to_dict(), (64, 64)))
+            condition = condition_from_instance(instance)
             meta = instance.to_dict()
             record = {"family": family, "index": index}
             for method in args.methods:
@@ -74,8 +73,8 @@ def main() -> None:
             print(json.dumps(record), flush=True)
     # The share of a LoRA step spent in the compiled loss (forward + backward), measured on one instance.
     instance = generate("maze", 0, 0, "test")
-    compiled = ruledsl.load(ROOT / "examples" / "maze.rule").compile(params={"cell": cell_size(instance, (64, 64))})
-    video = generator.sample(instance_condition(instance), 0).detach().requires_grad_(True)
+    compiled = ruledsl.load(ROOT / "examples" / "maze.rule").compile(params=program_params(instance.to_dict(), (64, 64)))
+    video = generator.sample(condition_from_instance(instance), 0).detach().requires_grad_(True)
     start = time.perf_counter()
     for _ in range(10):
         compiled(video).loss.backward()

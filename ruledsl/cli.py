@@ -244,9 +244,10 @@ def optimize(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
     from ruledsl.runtime.generators import ReasonerGenerator
-    from ruledsl.runtime.optimize import METHODS, Budget, Settings, nfe_budget_for
-    from ruledsl.runtime.optimize import optimize as run_optimize
-    from ruledsl.runtime.run import RunExistsError, check_out_folder, condition_from_task, load_resume, task_params, write_run
+    from ruledsl.runtime.loop import METHODS, Budget, Settings, nfe_budget_for
+    from ruledsl.runtime.loop import optimize as run_optimize
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if method not in METHODS:
@@ -418,7 +419,7 @@ def reasoner_info(model: Path = typer.Option(None, "--model", help="A reasoner f
     if not (folder / "config.json").exists():
         _stderr(f"error: no reasoner at {folder}")
         raise typer.Exit(EXIT_USAGE)
-    print(card.read_text() if card.exists() else f"{folder}: no model card (run python -m ruledsl.runtime.model_card {folder})")
+    print(card.read_text() if card.exists() else f"{folder}: no model card (run python scripts/model_card.py {folder})")
 
 
 @reasoner_app.command("sample")

@@ -4,8 +4,8 @@
     result = optimize(program, "data/maze/00000")              # the built-in reasoner, LoRA, 16 steps
 
 Modules: `generators.py` (VideoGenerator interface, adapters), `reasoner.py` (the small model),
-`lora.py` (peft), `optimize.py` (the loop and baselines), `run.py` (outputs, resume),
-`train_reasoner.py` (reproduces the shipped weights).
+`lora.py` (peft), `loop.py` (the loop and baselines), `run.py` (outputs, resume).
+scripts/train_reasoner.py reproduces the shipped weights.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def optimize(program, task, model=None, budget=None, settings=None, **kwargs):
     from pathlib import Path
 
     from ruledsl.runtime.generators import Condition, ReasonerGenerator, VideoGenerator
-    from ruledsl.runtime.optimize import optimize as run
-    from ruledsl.runtime.run import condition_from_task
+    from ruledsl.runtime.loop import optimize as run
+    from ruledsl.runtime.generators import condition_from_task
 
     if isinstance(task, (str, Path)):
         from ruledsl.tasks.layout import read_task

@@ -10,6 +10,7 @@ step with gradient is 3 (its forward, and a backward of about 2).
 from __future__ import annotations
 
 import os
+from importlib import resources
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-DEFAULT_REASONER = Path(__file__).resolve().parents[1] / "models" / "reasoner"
+# Shipped inside the package (models/ installs as ruledsl.models), so a wheel install finds it.
+DEFAULT_REASONER = Path(str(resources.files("ruledsl.models").joinpath("reasoner")))
 
 
 @dataclass
@@ -28,6 +30,29 @@ class Condition:
     prompt: str = ""
     family: str | None = None  # task family when known (our suite); None for other benchmarks
     frames: int = 16
+
+
+def condition_from_task(task) -> Condition:
+    """A task folder (ruledsl.tasks.layout.Task) -> the generator's Condition."""
+    first = torch.from_numpy(task.first_frame).float().div(255).permute(2, 0, 1).contiguous()
+    frames = (task.metadata or {}).get("render", {}).get("frames", 16)
+    return Condition(first, task.prompt, task.family, frames)
+
+
+def condition_from_instance(instance, size: int = 64) -> Condition:
+    """A generated task instance (ruledsl.tasks.families.Instance), rendered at `size`, -> its Condition."""
+    from ruledsl.tasks.render import frames_for, render, solution_plan
+
+    first = render(instance, solution_plan(instance), (size, size))[0]
+    return Condition(torch.from_numpy(first).float().div(255).permute(2, 0, 1), instance.prompt, instance.family,
+                     frames_for(instance))
+
+
+def to_uint8(video: torch.Tensor):
+    """[T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3] (what the scorers and video writers take)."""
+    import numpy as np
+
+    return (video.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 class VideoGenerator(ABC):
@@ -151,7 +176,7 @@ class ReasonerGenerator(VideoGenerator):
             path = Path(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
             if not (path / "config.json").exists():
                 raise FileNotFoundError(f"no reasoner at {path} (expected config.json and safetensors weights); "
-                                        "train one with `python -m ruledsl.runtime.train_reasoner --out PATH`")
+                                        "train one with `python scripts/train_reasoner.py --out PATH`")
             model = ReasonerModel.from_pretrained(path, use_safetensors=True)
         self.model = model.to(device or "cpu").eval()
         self.steps = steps

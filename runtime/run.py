@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from ruledsl.runtime.generators import Condition
-from ruledsl.runtime.optimize import Budget, Result, Settings, Step
+from ruledsl.runtime.loop import Budget, Result, Settings, Step
 
 OUTPUTS = ("base.mp4", "best.mp4", "best.gif", "report.json", "curves.png", "lora.safetensors")
 
@@ -58,22 +57,13 @@ class RunReport(BaseModel):
     versions: dict[str, str]
 
 
-def condition_from_task(task) -> Condition:
-    """A task folder (ruledsl.tasks.layout.Task) -> the generator's Condition."""
-    first = torch.from_numpy(task.first_frame).float().div(255).permute(2, 0, 1).contiguous()
-    frames = (task.metadata or {}).get("render", {}).get("frames", 16)
-    return Condition(first, task.prompt, task.family, frames)
-
-
 def task_params(program, task, given: dict[str, float]) -> dict[str, float]:
-    """Fill a program's `cell` param from a generated task's grid, unless given explicitly."""
-    params = dict(given)
+    """The program's params that the task's metadata sets (e.g. `cell`), unless given explicitly."""
+    from ruledsl.tasks.layout import program_params
+
     constants = program.checked.constants
-    if "cell" in constants and "cell" not in params and task.metadata:
-        grid = task.metadata["grid"]
-        height, width = task.first_frame.shape[:2]
-        params["cell"] = max(height / grid["rows"], width / grid["cols"]) / max(height, width)
-    return params
+    found = program_params(task.metadata, task.first_frame.shape[:2])
+    return {**{k: v for k, v in found.items() if k in constants}, **given}
 
 
 def check_out_folder(out: Path, force: bool, resume: bool) -> None:

@@ -1,6 +1,7 @@
 """Test-suite set-up: one torch thread (2 threads are 10-200x slower under any other load here)."""
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -10,4 +11,6 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benchmarks/agreement.py is shared with tests/test_tasks.py
+    sys.path.insert(0, str(ROOT))
 EXAMPLES = sorted((ROOT / "examples").glob("*.rule"))

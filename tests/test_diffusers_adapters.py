@@ -10,7 +10,7 @@ from ruledsl.runtime.cogvideox import CogVideoXI2VGenerator
 from ruledsl.runtime.generators import Condition
 from ruledsl.runtime.lora import attach_lora, detach_lora
 from ruledsl.runtime.ltx import LTXI2VGenerator
-from ruledsl.runtime.optimize import Budget, Settings, optimize
+from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.wan import WanI2VGenerator
 
 from tiny_cogvideox import tiny_cogvideox_pipeline

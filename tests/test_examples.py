@@ -7,7 +7,7 @@ import torch
 import ruledsl
 
 from conftest import ROOT
-from ruledsl.scenes import Scene, border
+from scenes import Scene, border
 
 
 def row(r, cols):

@@ -9,11 +9,12 @@ import torch
 
 from ruledsl.runtime.generators import DEFAULT_REASONER, ReasonerGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora
-from ruledsl.runtime.model_card import instance_condition
+from ruledsl.runtime.generators import condition_from_instance
 from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.tasks import generate
 
 import ruledsl
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_shipped_weights_are_safetensors_and_small():
 
 
 def test_sample_shape_range_determinism(shipped):
-    condition = instance_condition(generate("maze", 0, 0, "test"))
+    condition = condition_from_instance(generate("maze", 0, 0, "test"))
     with torch.no_grad():
         a = shipped.sample(condition, seed=5)
         b = shipped.sample(condition, seed=5)
@@ -43,7 +44,7 @@ def test_sample_shape_range_determinism(shipped):
 
 
 def test_gradients_reach_a_lora(shipped):
-    condition = instance_condition(generate("key_door", 0, 0, "test"))
+    condition = condition_from_instance(generate("key_door", 0, 0, "test"))
     program = ruledsl.load("examples/key_door.rule").compile(params={"cell": 1 / 7})
     params = attach_lora(shipped.denoiser, shipped.lora_targets, rank=4)
     try:
@@ -55,7 +56,7 @@ def test_gradients_reach_a_lora(shipped):
 
 def test_training_smoke_run(tmp_path):
     out = tmp_path / "r"
-    result = subprocess.run([sys.executable, "-m", "ruledsl.runtime.train_reasoner", "--out", str(out), "--max-steps", "2",
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_reasoner.py"), "--out", str(out), "--max-steps", "2",
                              "--batch", "2", "--eval-minutes", "100"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     log = json.loads((out / "training_log.json").read_text())

@@ -10,7 +10,7 @@ import ruledsl
 from ruledsl.cli import app
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
-from ruledsl.runtime.optimize import Budget, Settings, nfe_budget_for, optimize
+from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
 from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.runtime.run import write_run
 from ruledsl.tasks import generate

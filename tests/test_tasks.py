@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ruledsl.cli import app
 from ruledsl.tasks import FAMILIES, generate
-from ruledsl.tasks.agreement import judge
+from benchmarks.agreement import judge
 from ruledsl.tasks.corrupt import KINDS, corrupt
 from ruledsl.tasks.families import neighbours
 from ruledsl.tasks.layout import TaskFolderError, read_task, write_task

@@ -4,12 +4,14 @@ maze_solved.gif  the agent walks the corridor to the goal (every rule of example
 maze_broken.gif  the agent cuts through a wall, leaves a stray red blob and jumps (several rules fail)
 """
 
+import sys
 from pathlib import Path
 
-from ruledsl.compiler.video_io import write_video
-from ruledsl.scenes import Scene
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+
+from ruledsl.compiler.video_io import write_video  # noqa: E402
+from scenes import Scene  # noqa: E402  (tests/scenes.py)
 
 
 def maze(path, stray_at=None):

@@ -49,6 +49,19 @@ class Task:
         return read_frames(path) if path.exists() else None
 
 
+def program_params(metadata: dict | None, size: tuple[int, int]) -> dict[str, float]:
+    """The rule-program params a task's metadata sets, for frames of `size` (height, width).
+
+    `cell`: one grid cell in fractions of the frame's longer side (the unit the example programs
+    use). The one place this is computed: `eval --task`, `optimize --task`, benchmarks.
+    """
+    grid = (metadata or {}).get("grid")
+    if not grid:
+        return {}
+    height, width = size
+    return {"cell": max(height / grid["rows"], width / grid["cols"]) / max(height, width)}
+
+
 def write_task(instance: Instance, folder: str | Path, size: tuple[int, int] = DEFAULT_SIZE,
                frames: int | None = None, fps: int = 4) -> Path:
     folder = Path(folder)

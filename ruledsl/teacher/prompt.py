@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from ruledsl.signatures import BUILTINS, NAMED_COLORS
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(str(resources.files("ruledsl.examples")))  # examples/, shipped in the package
 DEFAULT_EXAMPLES = ("maze", "key_door", "two_targets")
 
 SYSTEM = ("You write rule programs in the ruledsl language. A rule program states what a correct video of a "

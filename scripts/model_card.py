@@ -1,6 +1,6 @@
 """Measure the reasoner's base results and write its model card.
 
-    python -m ruledsl.runtime.model_card models/reasoner [--n 20]
+    python scripts/model_card.py models/reasoner [--n 20]
 
 Samples `--n` held-out instances per family of the `test` and `ood` splits (seed 0 noise,
 8 Euler steps), judges them with the independent scorers, and writes `results.json` and
@@ -19,20 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ruledsl.runtime.generators import Condition, ReasonerGenerator
+from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import frames_for, render, solution_plan
 from ruledsl.tasks.scorers import score_video
-
-
-def instance_condition(instance, size: int = 64) -> Condition:
-    first = render(instance, solution_plan(instance), (size, size))[0]
-    return Condition(torch.from_numpy(first).float().div(255).permute(2, 0, 1), instance.prompt, instance.family,
-                     frames_for(instance))
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    return (video.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def measure(generator: ReasonerGenerator, n: int, splits=("test", "ood")) -> dict:
@@ -43,7 +33,7 @@ def measure(generator: ReasonerGenerator, n: int, splits=("test", "ood")) -> dic
             for index in range(n):
                 instance = generate(family, index, 0, split)
                 with torch.no_grad():
-                    video = generator.sample(instance_condition(instance), seed=0)[0]
+                    video = generator.sample(condition_from_instance(instance), seed=0)[0]
                 verdict = score_video(to_uint8(video), instance.to_dict())
                 scores.append(verdict)
                 failures.update({name.split(".")[-1] for name, value in verdict.checks.items() if value < 1})
@@ -77,7 +67,7 @@ large video models, often breaks the task's rules — which test-time optimizati
   16 frames (more for longer `ood` solutions); {seconds_per_sample:.2f} s per sample on 1 CPU thread.
 - **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed {args.get('seed', '0')}),
   ground-truth videos at 32×32.
-- **Training**: `python -m ruledsl.runtime.train_reasoner --out {path} --minutes {args.get('minutes', '?')}` —
+- **Training**: `python scripts/train_reasoner.py --out {path} --minutes {args.get('minutes', '?')}` —
   {log.get('steps', '?')} steps of batch {args.get('batch', '?')} in {log.get('minutes', '?')} min on {args.get('threads', '1')} CPU thread(s);
   loss weights moving pixels ×10; EMA weights.
 
@@ -85,7 +75,7 @@ Samples: `docs/reasoner_samples.png` — rows alternate ground truth and the mod
 instance 3 of maze, key_door and two_targets, 32×32, the first 16 frames: the agent walks toward the goal,
 with blur, stray pieces and duplicates in mid-motion.
 
-## Base results (independent scorers, `python -m ruledsl.runtime.model_card {path}`)
+## Base results (independent scorers, `python scripts/model_card.py {path}`)
 
 Held-out instances 0..{next(iter(next(iter(results.values())).values()))['n'] - 1} of each split, noise seed 0, frames rendered at 64×64 and
 fed to the model at 32×32. Failure kinds are the scorer checks that failed (see docs/tasks.md).
@@ -105,7 +95,7 @@ def main() -> None:
     generator = ReasonerGenerator(path=args.path)
     start = time.perf_counter()
     with torch.no_grad():
-        generator.sample(instance_condition(generate("maze", 0, 0, "test")), seed=0)
+        generator.sample(condition_from_instance(generate("maze", 0, 0, "test")), seed=0)
     seconds = time.perf_counter() - start
     results = measure(generator, args.n)
     log = json.loads((args.path / "training_log.json").read_text()) if (args.path / "training_log.json").exists() else {}

@@ -1,6 +1,6 @@
 """Train the small video reasoner on tasks generated on the fly (all families, `train` split).
 
-    python -m ruledsl.runtime.train_reasoner --out models/reasoner --minutes 60
+    python scripts/train_reasoner.py --out models/reasoner --minutes 60
 
 Rectified flow: x_σ = (1 - σ)·x₀ + σ·ε with σ logit-normal, the model predicts ε - x₀;
 pixels that differ from the first frame (what moves) weigh MOVING_WEIGHT times more, the
