@@ -20,6 +20,6 @@ for name, folder in ROOTS.items():
     found = [f"{name}.{sub}" for sub in find_packages(folder)]
     packages += [name, *found]
     package_dir[name] = folder
-    package_dir.update({sub: f"{folder}/{sub[len(name) + 1:].replace('.', '/')}" for sub in found})
+    package_dir.update({sub: f"{folder}/{sub[len(name) + 1 :].replace('.', '/')}" for sub in found})
 
 setup(packages=packages, package_dir=package_dir)

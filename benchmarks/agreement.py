@@ -41,8 +41,14 @@ class Outcome:
         return self.scorer == self.program
 
 
-def judge(family: str, indices, split: str = "test", seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
-          examples: Path = EXAMPLES) -> list[Outcome]:
+def judge(
+    family: str,
+    indices,
+    split: str = "test",
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    examples: Path = EXAMPLES,
+) -> list[Outcome]:
     import ruledsl
     from ruledsl.compiler.video_io import to_tensor
 
@@ -57,8 +63,17 @@ def judge(family: str, indices, split: str = "test", seed: int = 0, size: tuple[
             frames = render(instance, plan, size)
             verdict = score_video(frames, meta)
             report = compiled(to_tensor(frames)[None])
-            outcomes.append(Outcome(family, case, index, verdict.passed, bool(report.satisfied[0]),
-                                    report.failed_rules(), verdict.reasons))
+            outcomes.append(
+                Outcome(
+                    family,
+                    case,
+                    index,
+                    verdict.passed,
+                    bool(report.satisfied[0]),
+                    report.failed_rules(),
+                    verdict.reasons,
+                )
+            )
     return outcomes
 
 
@@ -91,8 +106,10 @@ def main() -> None:
         print(table(outcomes))
         for o in outcomes:
             if not o.agree:
-                print(f"- {o.family} #{o.index} {o.case}: scorer {'pass' if o.scorer else 'fail'} {o.reasons}, "
-                      f"program {'pass' if o.program else 'fail'} {o.failed_rules}")
+                print(
+                    f"- {o.family} #{o.index} {o.case}: scorer {'pass' if o.scorer else 'fail'} {o.reasons}, "
+                    f"program {'pass' if o.program else 'fail'} {o.failed_rules}"
+                )
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ def program_of_200_lines() -> str:
     lines = ['task big "A long program."', "param step = 0.1"]
     i = 0
     while len(lines) < 200:
-        lines += [f"object o{i} = color(#ff{i % 100:02d}00)",
-                  f"region r{i} = grow(color(#00{i % 100:02d}ff), 0.02) at start",
-                  f"goal g{i}: at end inside(o{i}, r{i})",
-                  f"process p{i}: always persists(o{i}) and speed(o{i}) <= step and not touches(o{i}, r{i}) until single(o{i})"]
+        lines += [
+            f"object o{i} = color(#ff{i % 100:02d}00)",
+            f"region r{i} = grow(color(#00{i % 100:02d}ff), 0.02) at start",
+            f"goal g{i}: at end inside(o{i}, r{i})",
+            f"process p{i}: always persists(o{i}) and speed(o{i}) <= step and not touches(o{i}, r{i}) until single(o{i})",
+        ]
         i += 1
     return "\n".join(lines[:200]) + "\n"
 
@@ -48,7 +50,9 @@ def main() -> None:
         path = Path(tmp) / "big.rule"
         path.write_text(program_of_200_lines())
         ruledsl = shutil.which("ruledsl") or str(Path(sys.executable).with_name("ruledsl"))
-        subprocess.run([ruledsl, "check", str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm the LALR cache
+        subprocess.run(
+            [ruledsl, "check", str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )  # warm the LALR cache
         rows = {
             "python -c pass": time_command([sys.executable, "-c", "pass"], args.runs),
             "ruledsl check (200 lines)": time_command([ruledsl, "check", str(path)], args.runs),

@@ -27,10 +27,14 @@ def clips() -> dict[str, torch.Tensor]:
     spec.loader.exec_module(module)
     solved = [(3, c) for c in (1, 2, 3, 4, 5, 6, 6, 6)]
     broken = [(3, 1), (3, 2), (2, 2), (2, 3), (3, 5), (3, 6), (3, 6), (3, 6)]
-    videos = {"stray blob in a wall": module.maze(solved, stray_at=(1, 3))[None],
-              "maze_broken.gif": module.maze(broken, stray_at=(4, 3))[None]}
-    return {name: F.avg_pool3d(v.permute(0, 2, 1, 3, 4), (1, 3, 3), 1, (0, 1, 1)).permute(0, 2, 1, 3, 4)
-            for name, v in videos.items()}
+    videos = {
+        "stray blob in a wall": module.maze(solved, stray_at=(1, 3))[None],
+        "maze_broken.gif": module.maze(broken, stray_at=(4, 3))[None],
+    }
+    return {
+        name: F.avg_pool3d(v.permute(0, 2, 1, 3, 4), (1, 3, 3), 1, (0, 1, 1)).permute(0, 2, 1, 3, 4)
+        for name, v in videos.items()
+    }
 
 
 def main() -> None:
@@ -46,7 +50,9 @@ def main() -> None:
                 video -= lr * grad / (grad.norm() + 1e-12)
                 video.clamp_(0, 1)
         report = program(video.detach())
-        print(f"{name:>22} {str(surrogate):>9} {lr:5.1f} {start:12.3f} {float(report.loss):7.3f}  {report.failed_rules() or '-'}")
+        print(
+            f"{name:>22} {str(surrogate):>9} {lr:5.1f} {start:12.3f} {float(report.loss):7.3f}  {report.failed_rules() or '-'}"
+        )
 
 
 if __name__ == "__main__":

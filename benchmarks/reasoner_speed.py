@@ -12,12 +12,9 @@ import torch
 from timing import timed
 
 import ruledsl
-from ruledsl.runtime.generators import ReasonerGenerator
+from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance
 from ruledsl.runtime.lora import attach_lora, detach_lora
-from ruledsl.runtime.generators import condition_from_instance
 from ruledsl.tasks.families import generate
-
-
 
 
 def main() -> None:
@@ -29,8 +26,10 @@ def main() -> None:
     instance = generate("maze", 0, 0, "test")
     condition = condition_from_instance(instance)
     program = ruledsl.load("examples/maze.rule").compile(params={"cell": 1 / instance.rows})
-    print(f"reasoner: {sum(p.numel() for p in generator.denoiser.parameters()) / 1e6:.2f} M params, "
-          f"{generator.steps} steps, {condition.frames} frames at 32x32")
+    print(
+        f"reasoner: {sum(p.numel() for p in generator.denoiser.parameters()) / 1e6:.2f} M params, "
+        f"{generator.steps} steps, {condition.frames} frames at 32x32"
+    )
     for threads in args.threads:
         torch.set_num_threads(threads)
 
@@ -40,16 +39,19 @@ def main() -> None:
 
         params = attach_lora(generator.denoiser, generator.lora_targets, rank=8)
 
-        def step(k):
+        def step(k, params=params):
             def run():
                 for p in params:
                     p.grad = None
                 program(generator.sample(condition, 0, grad_steps=k)).loss.backward()
+
             return run
 
-        rows = {"sample (no grad)": timed(sample, args.repeats),
-                "fwd+bwd, LoRA, grads through last 2 steps": timed(step(2), args.repeats),
-                "fwd+bwd, LoRA, grads through all 8 steps": timed(step(8), args.repeats)}
+        rows = {
+            "sample (no grad)": timed(sample, args.repeats),
+            "fwd+bwd, LoRA, grads through last 2 steps": timed(step(2), args.repeats),
+            "fwd+bwd, LoRA, grads through all 8 steps": timed(step(8), args.repeats),
+        }
         detach_lora(generator.denoiser)
         for name, seconds in rows.items():
             print(f"threads {threads}  {name:45s} {seconds * 1000:8.1f} ms")

@@ -22,8 +22,8 @@ import torch
 import ruledsl
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
-from ruledsl.tasks.layout import program_params
 from ruledsl.tasks.families import FAMILIES, generate
+from ruledsl.tasks.layout import program_params
 from ruledsl.tasks.scorers import score_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,44 +58,68 @@ def main() -> None:
             for method in args.methods:
                 budget = Budget(steps=args.steps) if method == "lora" else Budget(steps=10**9, nfe=budget_nfe)
                 start = time.perf_counter()
-                result = optimize(compiled, condition, generator, budget,
-                                  Settings(method=method, lr=args.lr, grad_steps=args.grad_steps))
+                result = optimize(
+                    compiled,
+                    condition,
+                    generator,
+                    budget,
+                    Settings(method=method, lr=args.lr, grad_steps=args.grad_steps),
+                )
                 seconds = time.perf_counter() - start
                 if "base" not in record:
                     base = score_video(to_uint8(result.base_video), meta)
                     record["base"] = {"scorer": base.passed, "score": base.score, "rules": result.history[0].satisfied}
                 verdict = score_video(to_uint8(result.best_video), meta)
                 solved_at = next((s.index for s in result.history if s.satisfied), None)
-                record[method] = {"scorer": verdict.passed, "score": verdict.score, "rules": result.solved,
-                                  "steps": len(result.history) - 1, "solved_at": solved_at, "nfe": result.nfe,
-                                  "seconds": seconds, "stop": result.stop_reason}
+                record[method] = {
+                    "scorer": verdict.passed,
+                    "score": verdict.score,
+                    "rules": result.solved,
+                    "steps": len(result.history) - 1,
+                    "solved_at": solved_at,
+                    "nfe": result.nfe,
+                    "seconds": seconds,
+                    "stop": result.stop_reason,
+                }
             records.append(record)
             print(json.dumps(record), flush=True)
     # The share of a LoRA step spent in the compiled loss (forward + backward), measured on one instance.
     instance = generate("maze", 0, 0, "test")
-    compiled = ruledsl.load(ROOT / "examples" / "maze.rule").compile(params=program_params(instance.to_dict(), (64, 64)))
+    compiled = ruledsl.load(ROOT / "examples" / "maze.rule").compile(
+        params=program_params(instance.to_dict(), (64, 64))
+    )
     video = generator.sample(condition_from_instance(instance), 0).detach().requires_grad_(True)
     start = time.perf_counter()
     for _ in range(10):
         compiled(video).loss.backward()
     loss_seconds = (time.perf_counter() - start) / 10
     methods = ["base"] + args.methods
-    print(f"\n| family | " + " | ".join(f"{m} pass" for m in methods) + " |")
+    print("\n| family | " + " | ".join(f"{m} pass" for m in methods) + " |")
     print("|---" * (len(methods) + 1) + "|")
     for family in args.families + ["all"]:
         chosen = [r for r in records if family in ("all", r["family"])]
         rows[family] = {m: sum(r[m]["scorer"] for r in chosen) / len(chosen) for m in methods}
         print(f"| {family} | " + " | ".join(f"{rows[family][m]:.0%}" for m in methods) + " |")
-    summary = {"n": args.n, "split": args.split, "steps": args.steps, "lr": args.lr, "grad_steps": args.grad_steps,
-               "nfe_budget": budget_nfe, "threads": args.threads, "pass_rates": rows}
+    summary = {
+        "n": args.n,
+        "split": args.split,
+        "steps": args.steps,
+        "lr": args.lr,
+        "grad_steps": args.grad_steps,
+        "nfe_budget": budget_nfe,
+        "threads": args.threads,
+        "pass_rates": rows,
+    }
     for method in args.methods:
         runs = [r[method] for r in records]
         solved = [r["solved_at"] for r in runs if r["solved_at"] is not None]
         per_step = [r["seconds"] / max(1, r["steps"]) for r in runs if r["steps"]]
-        summary[method] = {"rules_hold": sum(r["rules"] for r in runs) / len(runs),
-                           "median_steps_to_success": statistics.median(solved) if solved else None,
-                           "seconds_per_step": statistics.median(per_step) if per_step else None,
-                           "mean_nfe": statistics.mean(r["nfe"] for r in runs)}
+        summary[method] = {
+            "rules_hold": sum(r["rules"] for r in runs) / len(runs),
+            "median_steps_to_success": statistics.median(solved) if solved else None,
+            "seconds_per_step": statistics.median(per_step) if per_step else None,
+            "mean_nfe": statistics.mean(r["nfe"] for r in runs),
+        }
     lora_step = summary.get("lora", {}).get("seconds_per_step")
     summary["loss_seconds"] = loss_seconds
     summary["loss_share_of_lora_step"] = loss_seconds / lora_step if lora_step else None

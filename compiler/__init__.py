@@ -15,8 +15,15 @@ from __future__ import annotations
 from ruledsl.checker import CheckedProgram
 
 
-def compile_program(checked: CheckedProgram, temperature: float = 0.05, margin: float = 0.05, scale: float = 0.05,
-                    surrogate: float | None = 2.0, resolution: int | None = 256, params: dict | None = None):
+def compile_program(
+    checked: CheckedProgram,
+    temperature: float = 0.05,
+    margin: float = 0.05,
+    scale: float = 0.05,
+    surrogate: float | None = 2.0,
+    resolution: int | None = 256,
+    params: dict | None = None,
+):
     """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs.
 
     `params` overrides numeric `param` values for this compilation (e.g. a task's cell size).
@@ -27,16 +34,21 @@ def compile_program(checked: CheckedProgram, temperature: float = 0.05, margin: 
     program = ir.lower(checked, params or {})
     for rule in program.rules:
         _reject_ask(rule.formula, program)
-    return CompiledProgram(program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate,
-                           resolution=resolution)
+    return CompiledProgram(
+        program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate, resolution=resolution
+    )
 
 
 def _reject_ask(formula, program) -> None:
     from ruledsl.compiler import ir
 
     if isinstance(formula, ir.Ask):
-        raise ir.CompileError(f"`ask {formula.question!r}`: VQA atoms are not yet supported by this backend "
-                              "(they parse and type-check; a VQA backend will lower them)", program.source_name, formula.span)
+        raise ir.CompileError(
+            f"`ask {formula.question!r}`: VQA atoms are not yet supported by this backend "
+            "(they parse and type-check; a VQA backend will lower them)",
+            program.source_name,
+            formula.span,
+        )
     for value in vars(formula).values():
         children = value if isinstance(value, tuple) else (value,)
         for child in children:

@@ -282,8 +282,11 @@ class _Lowering:
             current = self.constants.get(name)
             if not isinstance(current, float):
                 known = sorted(n for n, v in self.constants.items() if isinstance(v, float))
-                raise CompileError(f"no numeric param `{name}` to override; this program's are: {', '.join(known) or 'none'}",
-                                   checked.source.name, None)
+                raise CompileError(
+                    f"no numeric param `{name}` to override; this program's are: {', '.join(known) or 'none'}",
+                    checked.source.name,
+                    None,
+                )
             if not math.isfinite(float(value)):
                 raise CompileError(f"param `{name}` must be a finite number, got {value!r}", checked.source.name, None)
             self.constants[name] = float(value)
@@ -303,13 +306,16 @@ class _Lowering:
                 self.defs[statement.name] = tuple(self.term(m, {}) for m in statement.members)
             elif isinstance(statement, ast.RuleDecl):
                 weight = self.constant(statement.weight) if statement.weight is not None else 1.0
-                rules.append(Rule(statement.name, statement.role, weight, self.formula(statement.body, {}), statement.span))
+                rules.append(
+                    Rule(statement.name, statement.role, weight, self.formula(statement.body, {}), statement.span)
+                )
         task = self.checked.task
         from pathlib import Path
 
         base = str(Path(self.checked.source.name).resolve().parent) if self.checked.source.name != "<string>" else "."
-        return IRProgram(task.name if task else None, task.prompt if task else None, tuple(rules),
-                         self.checked.source.name, base)
+        return IRProgram(
+            task.name if task else None, task.prompt if task else None, tuple(rules), self.checked.source.name, base
+        )
 
     def constant(self, node: ast.Node) -> float:
         match node:
@@ -363,8 +369,14 @@ class _Lowering:
                 a, b = self.term(left, scope), self.term(right, scope)
                 if self.checked.type_of(node).value == "number":
                     if isinstance(a, Const) and isinstance(b, Const):
-                        return Const({"+": a.value + b.value, "-": a.value - b.value,
-                                      "*": a.value * b.value, "/": a.value / b.value}[op])
+                        return Const(
+                            {
+                                "+": a.value + b.value,
+                                "-": a.value - b.value,
+                                "*": a.value * b.value,
+                                "/": a.value / b.value,
+                            }[op]
+                        )
                     return Arith(op, (a, b))
                 return RegionOp({"|": "union", "&": "intersection", "-": "difference"}[op], (a, b))
             case ast.Call():
@@ -473,7 +485,9 @@ def term_text(term: Term) -> str:
 
 def _time_text(time: tuple[str, float]) -> str:
     kind, value = time
-    return kind if kind in ("start", "end") else (f"frame {int(value)}" if kind == "frame" else f"{value:g} of the window")
+    return (
+        kind if kind in ("start", "end") else (f"frame {int(value)}" if kind == "frame" else f"{value:g} of the window")
+    )
 
 
 def formula_text(f: Formula, indent: int = 0) -> str:
@@ -495,7 +509,9 @@ def formula_text(f: Formula, indent: int = 0) -> str:
         case Always(body=body) | Eventually(body=body) | Next(body=body):
             return f"{pad}{type(f).__name__.lower()}\n{formula_text(body, indent + 1)}"
         case Until(left=left, right=right) | Release(left=left, right=right):
-            return f"{pad}{type(f).__name__.lower()}\n{formula_text(left, indent + 1)}\n{formula_text(right, indent + 1)}"
+            return (
+                f"{pad}{type(f).__name__.lower()}\n{formula_text(left, indent + 1)}\n{formula_text(right, indent + 1)}"
+            )
         case At(time=time, body=body):
             return f"{pad}at {_time_text(time)}\n{formula_text(body, indent + 1)}"
         case During(low=low, high=high, body=body):

@@ -11,8 +11,6 @@ input (an absent object, an empty region, an all-black frame) yields inf or NaN.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +36,9 @@ def lab_of(rgb: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
     return rgb_to_lab(pixel).view(1, 1, 3, 1, 1)
 
 
-def color_mask(lab: torch.Tensor, rgb: tuple[int, int, int], tol: float, surrogate: float | None = None) -> torch.Tensor:
+def color_mask(
+    lab: torch.Tensor, rgb: tuple[int, int, int], tol: float, surrogate: float | None = None
+) -> torch.Tensor:
     """Soft membership exp(-ΔE² / 2·tol²) (CIE76 ΔE): 1 at the colour, 0.61 at ΔE = tol.
 
     A Gaussian's gradient vanishes for pixels far from the colour (a white pixel is

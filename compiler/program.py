@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ruledsl.compiler import ir, primitives as P
+from ruledsl.compiler import ir
+from ruledsl.compiler import primitives as P
 from ruledsl.compiler.report import Report, RuleReport
 from ruledsl.compiler.semantics import BIG, Exact, Semantics, Smooth, make_semantics
 
@@ -36,7 +37,9 @@ def check_video(video) -> torch.Tensor:
     if not isinstance(video, torch.Tensor):
         raise VideoError(f"expected a torch.Tensor video [B, T, 3, H, W], got {type(video).__name__}")
     if video.dim() == 4:
-        raise VideoError(f"expected [B, T, 3, H, W], got 4 dimensions {tuple(video.shape)}: add a batch dimension with video[None]")
+        raise VideoError(
+            f"expected [B, T, 3, H, W], got 4 dimensions {tuple(video.shape)}: add a batch dimension with video[None]"
+        )
     if video.dim() != 5 or video.shape[2] != 3:
         raise VideoError(f"expected [B, T, 3, H, W] with 3 colour channels, got shape {tuple(video.shape)}")
     if min(video.shape) == 0:
@@ -49,16 +52,25 @@ def check_video(video) -> torch.Tensor:
         bad = (~torch.isfinite(video.detach())).nonzero()[0].tolist()
         raise VideoError(f"video has NaN or infinite values (first at index {bad})")
     if low < -0.05 or high > 1.05:
-        raise VideoError(f"video values span [{low:.3g}, {high:.3g}], expected [0, 1]"
-                         + (" (a [-1, 1] model output? map it with (x + 1) / 2)" if low < -0.05 else ""))
+        raise VideoError(
+            f"video values span [{low:.3g}, {high:.3g}], expected [0, 1]"
+            + (" (a [-1, 1] model output? map it with (x + 1) / 2)" if low < -0.05 else "")
+        )
     return video if low >= 0.0 and high <= 1.0 else video.clamp(0.0, 1.0)
 
 
 class CompiledProgram:
     """A rule program ready to score videos. `program(video) -> Report`."""
 
-    def __init__(self, program: ir.IRProgram, temperature: float = 0.05, margin: float = 0.05, scale: float = 0.05,
-                 surrogate: float | None = 2.0, resolution: int | None = 256):
+    def __init__(
+        self,
+        program: ir.IRProgram,
+        temperature: float = 0.05,
+        margin: float = 0.05,
+        scale: float = 0.05,
+        surrogate: float | None = 2.0,
+        resolution: int | None = 256,
+    ):
         if not temperature > 0 or not scale > 0:
             raise ValueError("temperature and scale must be positive")
         if resolution is not None and resolution < 8:
@@ -81,7 +93,9 @@ class CompiledProgram:
         return self.ir.rules
 
     def __repr__(self) -> str:
-        return f"CompiledProgram({self.ir.task or self.ir.source_name}, {len(self.rules)} rules, τ={self.temperature:g})"
+        return (
+            f"CompiledProgram({self.ir.task or self.ir.source_name}, {len(self.rules)} rules, τ={self.temperature:g})"
+        )
 
     def __str__(self) -> str:
         return ir.to_text(self.ir)
@@ -111,12 +125,30 @@ class CompiledProgram:
             total = total + rule.weight * loss
             verdict = value > 0
             reports[rule.name] = RuleReport(
-                name=rule.name, role=rule.role, weight=rule.weight, robustness=value, smooth_robustness=soft,
-                verdict=verdict, trace=trace, violations=_intervals(trace, verdict), loss=loss)
-        satisfied = torch.stack([r.verdict for r in reports.values()]).all(0) if reports else \
-            torch.ones(video.shape[0], dtype=torch.bool, device=video.device)
-        return Report(satisfied=satisfied, rules=reports, loss=total.mean(), loss_per_candidate=total,
-                      frames=video.shape[1], candidates=video.shape[0], semantics=smooth.name)
+                name=rule.name,
+                role=rule.role,
+                weight=rule.weight,
+                robustness=value,
+                smooth_robustness=soft,
+                verdict=verdict,
+                trace=trace,
+                violations=_intervals(trace, verdict),
+                loss=loss,
+            )
+        satisfied = (
+            torch.stack([r.verdict for r in reports.values()]).all(0)
+            if reports
+            else torch.ones(video.shape[0], dtype=torch.bool, device=video.device)
+        )
+        return Report(
+            satisfied=satisfied,
+            rules=reports,
+            loss=total.mean(),
+            loss_per_candidate=total,
+            frames=video.shape[1],
+            candidates=video.shape[0],
+            semantics=smooth.name,
+        )
 
 
 def _working_resolution(video: torch.Tensor, resolution: int | None) -> torch.Tensor:
@@ -202,8 +234,10 @@ class _Evaluation:
         if frame > hi:
             if clamp:
                 return hi
-            raise WindowError(f"{where}: frame {int(value)} is past the end of a window of {hi - lo + 1} frames "
-                              f"(frames {lo}..{hi}); use a fraction like 0.5 or `end` to work at any length")
+            raise WindowError(
+                f"{where}: frame {int(value)} is past the end of a window of {hi - lo + 1} frames "
+                f"(frames {lo}..{hi}); use a fraction like 0.5 or `end` to work at any length"
+            )
         return frame
 
     # ---- terms ------------------------------------------------------------------------------
@@ -221,9 +255,9 @@ class _Evaluation:
             case ir.Snapshot(region=region, time=time):
                 k = self.frame(time, 0, self.t - 1, f"{self.compiled.ir.source_name}: a region snapshot")
                 if region in self.cache:  # the live mask exists already: slice it
-                    return self.cache[region][:, k:k + 1].detach()
+                    return self.cache[region][:, k : k + 1].detach()
                 # Otherwise evaluate the selector on that one frame only (T times less work).
-                frame = self.memo(("frame", k), lambda: _Evaluation(self.compiled, self.video[:, k:k + 1].detach()))
+                frame = self.memo(("frame", k), lambda: _Evaluation(self.compiled, self.video[:, k : k + 1].detach()))
                 return frame.mask(region).detach()
             case ir.RegionOp(op="complement", args=(a,)):
                 return 1.0 - self.mask(a)
@@ -258,7 +292,9 @@ class _Evaluation:
         match term:
             case ir.PointConst(x=x, y=y):
                 scale = float(max(self.h, self.w))
-                return self.video.new_tensor([x * self.w / scale, y * self.h / scale]).view(1, 1, 2).expand(self.b, 1, 2)
+                return (
+                    self.video.new_tensor([x * self.w / scale, y * self.h / scale]).view(1, 1, 2).expand(self.b, 1, 2)
+                )
             case ir.Measure(name="centroid", args=(region,)):
                 return self.memo(term, lambda: P.centroid(self.mask(region)))
         return self.memo(("centroid", term), lambda: P.centroid(self.mask(term)))  # a region: its centroid
@@ -317,8 +353,11 @@ class _Evaluation:
             case ir.Atom():
                 return self._predicate(formula).expand(full)
             case ir.Ask(question=question):
-                raise ir.CompileError(f"`ask {question!r}`: VQA atoms are not yet supported by this backend",
-                                      self.compiled.ir.source_name, formula.span)
+                raise ir.CompileError(
+                    f"`ask {question!r}`: VQA atoms are not yet supported by this backend",
+                    self.compiled.ir.source_name,
+                    formula.span,
+                )
         raise TypeError(f"not an atom: {formula!r}")
 
     def _predicate(self, atom: ir.Atom) -> torch.Tensor:
@@ -385,7 +424,7 @@ class _Evaluation:
         n = hi - lo + 1
         match f:
             case ir.Truth() | ir.Atom() | ir.Compare() | ir.Ask():
-                return self.atom_trace(f)[:, lo:hi + 1]
+                return self.atom_trace(f)[:, lo : hi + 1]
             case ir.And(children=children):
                 return sem.min(torch.stack([self.trace(c, lo, hi, sem) for c in children], -1), -1)
             case ir.Or(children=children):
@@ -403,8 +442,8 @@ class _Evaluation:
                 return sem.release(self.trace(left, lo, hi, sem), self.trace(right, lo, hi, sem))
             case ir.At(time=time, body=body):
                 k = self.frame(time, lo, hi, f"{self.compiled.ir.source_name}: `at`")
-                return self.trace(body, lo, hi, sem)[:, k - lo:k - lo + 1].expand(self.b, n)
-            case ir.During(low=low, high=high, body=body):
+                return self.trace(body, lo, hi, sem)[:, k - lo : k - lo + 1].expand(self.b, n)
+            case ir.During(body=body):
                 a, b = self.window(f, lo, hi)
                 return self.trace(body, a, b, sem)[:, :1].expand(self.b, n)
         raise TypeError(f"not a formula: {f!r}")
@@ -434,9 +473,9 @@ class _Evaluation:
                 out = torch.stack([self.blame(c, lo, hi, t) for c in children]).amin(0)
                 out = torch.where(satisfied, BIG, out)
             case ir.Always(body=body):
-                out[:, t:hi + 1] = self.trace(body, lo, hi, exact)[:, t - lo:]
+                out[:, t : hi + 1] = self.trace(body, lo, hi, exact)[:, t - lo :]
             case ir.Eventually(body=body):
-                out[:, t:hi + 1] = self.trace(body, lo, hi, exact)[:, t - lo:]
+                out[:, t : hi + 1] = self.trace(body, lo, hi, exact)[:, t - lo :]
                 out = torch.where(satisfied, BIG, out)
             case ir.Next(body=body):
                 out = self.blame(body, lo, hi, min(t + 1, hi))
@@ -446,8 +485,8 @@ class _Evaluation:
                 a, b = self.window(f, lo, hi)
                 out = self.blame(f.body, a, b, a)
             case ir.Until(left=left, right=right):
-                phi = self.trace(left, lo, hi, exact)[:, t - lo:]
-                psi = self.trace(right, lo, hi, exact)[:, t - lo:]
+                phi = self.trace(left, lo, hi, exact)[:, t - lo :]
+                psi = self.trace(right, lo, hi, exact)[:, t - lo :]
                 for i in range(self.b):
                     if satisfied[i, 0]:
                         continue
@@ -455,7 +494,7 @@ class _Evaluation:
                     stop = int(hits[0]) if len(hits) else psi.shape[1]
                     broken = phi[i, :stop] <= 0
                     if broken.any():  # left side broke before the right side held
-                        out[i, t:t + stop] = torch.where(broken, phi[i, :stop], BIG)
+                        out[i, t : t + stop] = torch.where(broken, phi[i, :stop], BIG)
                     else:  # the right side never held
                         out[i, hi] = psi[i, -1]
         return out

@@ -17,8 +17,16 @@ def _plain(value: torch.Tensor):
     value = value.detach().cpu()
     if value.dtype == torch.bool:
         return value.tolist()
-    return [[None if abs(x) >= BIG / 2 else round(x, 6) for x in row] if isinstance(row, list) else
-            (None if abs(row) >= BIG / 2 else round(row, 6)) for row in value.tolist()] if value.dim() else round(value.item(), 6)
+    return (
+        [
+            [None if abs(x) >= BIG / 2 else round(x, 6) for x in row]
+            if isinstance(row, list)
+            else (None if abs(row) >= BIG / 2 else round(row, 6))
+            for row in value.tolist()
+        ]
+        if value.dim()
+        else round(value.item(), 6)
+    )
 
 
 class RuleReport(BaseModel):

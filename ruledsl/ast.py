@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ruledsl.source import Span
 
+
 def _span():
     """A span field: not part of equality or repr."""
     return field(compare=False, repr=False)

@@ -110,8 +110,12 @@ class Checker:
         for statement in self.result.program.statements:
             if isinstance(statement, ast.TaskDecl):
                 if seen_task:
-                    self.error("E202", "a second `task` header", statement.span,
-                               f"the task is already declared at line {seen_task.span.line}")
+                    self.error(
+                        "E202",
+                        "a second `task` header",
+                        statement.span,
+                        f"the task is already declared at line {seen_task.span.line}",
+                    )
                 seen_task = seen_task or statement
             elif isinstance(statement, ast.ParamDecl):
                 self.check_param(statement)
@@ -122,28 +126,49 @@ class Checker:
             elif isinstance(statement, ast.RuleDecl):
                 if statement.name in rule_names:
                     first = rule_names[statement.name]
-                    self.error("E202", f"rule `{statement.name}` is defined twice", statement.name_span,
-                               f"the first `{statement.name}` is at line {first.span.line}; rename one")
+                    self.error(
+                        "E202",
+                        f"rule `{statement.name}` is defined twice",
+                        statement.name_span,
+                        f"the first `{statement.name}` is at line {first.span.line}; rename one",
+                    )
                 rule_names.setdefault(statement.name, statement)
                 self.check_rule(statement)
         self.warn_unused()
         if not any(rule.role == "goal" for rule in rule_names.values()):
             program_span = self.result.program.span
-            self.error("W102", "the program has no `goal` rule", program_span.__class__(
-                program_span.start, program_span.start, program_span.line, program_span.column,
-                program_span.line, program_span.column),
-                "add a rule for the final state, e.g. `goal reach: at end inside(agent, target)`")
+            self.error(
+                "W102",
+                "the program has no `goal` rule",
+                program_span.__class__(
+                    program_span.start,
+                    program_span.start,
+                    program_span.line,
+                    program_span.column,
+                    program_span.line,
+                    program_span.column,
+                ),
+                "add a rule for the final state, e.g. `goal reach: at end inside(agent, target)`",
+            )
         return self.result
 
     def define(self, name: str, span: Span, symbol: Symbol) -> None:
         if name in self.symbols:
             first = self.symbols[name].decl
-            self.error("E202", f"`{name}` is defined twice", span,
-                       f"the first `{name}` is at line {first.span.line}; rename one")
+            self.error(
+                "E202",
+                f"`{name}` is defined twice",
+                span,
+                f"the first `{name}` is at line {first.span.line}; rename one",
+            )
             return
         if name in NAMED_COLORS:
-            self.error("W103", f"`{name}` shadows the built-in colour `{name}`", span,
-                       f"in this program `{name}` now means the {symbol.kind}; rename it to keep the colour")
+            self.error(
+                "W103",
+                f"`{name}` shadows the built-in colour `{name}`",
+                span,
+                f"in this program `{name}` now means the {symbol.kind}; rename it to keep the colour",
+            )
         self.symbols[name] = symbol
 
     def check_param(self, decl: ast.ParamDecl) -> None:
@@ -153,8 +178,12 @@ class Checker:
             self.constants[decl.name] = value
             self.define(decl.name, decl.name_span, Symbol(decl.name, "param", kind, decl))
         elif kind is not None:
-            self.error("E308", f"param `{decl.name}` must be a constant number or colour, got {_a(kind)}",
-                       decl.value.span, "declare regions and objects with `region` or `object`")
+            self.error(
+                "E308",
+                f"param `{decl.name}` must be a constant number or colour, got {_a(kind)}",
+                decl.value.span,
+                "declare regions and objects with `region` or `object`",
+            )
 
     def check_entity(self, decl: ast.EntityDecl) -> None:
         kind = self.infer(decl.value, {})
@@ -163,15 +192,25 @@ class Checker:
         if decl.snapshot is not None:
             self.check_time(decl.snapshot)
             if decl.kind != "region":
-                self.error("E308", f"{_a(want)} cannot be taken `at {decl.snapshot.text}`", decl.snapshot.span,
-                           f"an object is tracked in every frame; for a fixed mask write `region {decl.name} = ...`"
-                           if decl.kind == "object" else "an image is the same in every frame already")
+                self.error(
+                    "E308",
+                    f"{_a(want)} cannot be taken `at {decl.snapshot.text}`",
+                    decl.snapshot.span,
+                    f"an object is tracked in every frame; for a fixed mask write `region {decl.name} = ...`"
+                    if decl.kind == "object"
+                    else "an image is the same in every frame already",
+                )
         if kind is not None:
             ok = want.accepts(kind) or (want is Type.OBJECT and kind is Type.REGION)
             if not ok:
                 example = 'file("target.png")' if want is Type.IMAGE else "color(#ff0000)"
-                self.error("E308", f"{decl.kind} `{decl.name}` must be given {_a(Type.IMAGE if want is Type.IMAGE else Type.REGION)}, "
-                                   f"got {_a(kind)}", decl.value.span, f"for example `{decl.kind} {decl.name} = {example}`")
+                self.error(
+                    "E308",
+                    f"{decl.kind} `{decl.name}` must be given {_a(Type.IMAGE if want is Type.IMAGE else Type.REGION)}, "
+                    f"got {_a(kind)}",
+                    decl.value.span,
+                    f"for example `{decl.kind} {decl.name} = {example}`",
+                )
             elif decl.kind == "region":
                 static = static or self.is_static(decl.value)
         self.define(decl.name, decl.name_span, Symbol(decl.name, decl.kind, want, decl, static=static))
@@ -180,15 +219,22 @@ class Checker:
         for member in decl.members:
             kind = self.infer(member, {})
             if kind is not None and kind is not Type.OBJECT:
-                self.error("E301", f"`{member.id}` is {_a(kind)}; a collection holds objects", member.span,
-                           f"declare it with `object {member.id} = ...`")
+                self.error(
+                    "E301",
+                    f"`{member.id}` is {_a(kind)}; a collection holds objects",
+                    member.span,
+                    f"declare it with `object {member.id} = ...`",
+                )
         self.define(decl.name, decl.name_span, Symbol(decl.name, "objects", Type.COLLECTION, decl))
 
     def check_rule(self, rule: ast.RuleDecl) -> None:
         kind = self.infer(rule.body, {})
         if kind is not None and kind is not Type.FORMULA:
-            hint = ("compare it with a number, e.g. `speed(agent) <= 0.1`" if kind is Type.NUMBER
-                    else "use a predicate, e.g. `inside(agent, goal)`")
+            hint = (
+                "compare it with a number, e.g. `speed(agent) <= 0.1`"
+                if kind is Type.NUMBER
+                else "use a predicate, e.g. `inside(agent, goal)`"
+            )
             self.error("E305", f"the body of rule `{rule.name}` is {_a(kind)}, not a formula", rule.body.span, hint)
         if rule.weight is not None:
             wkind = self.infer(rule.weight, {})
@@ -196,15 +242,22 @@ class Checker:
             if wkind is not None and (wkind is not Type.NUMBER or value is None):
                 self.error("E304", "a rule weight must be a constant number", rule.weight.span)
             elif isinstance(value, float) and value <= 0:
-                self.error("E309", f"rule weight {value:g} must be positive", rule.weight.span,
-                           "to switch a rule off, delete it or comment it out")
+                self.error(
+                    "E309",
+                    f"rule weight {value:g} must be positive",
+                    rule.weight.span,
+                    "to switch a rule off, delete it or comment it out",
+                )
 
     def warn_unused(self) -> None:
         for symbol in self.symbols.values():
             if not symbol.used:
-                self.error("W101", f"{symbol.kind} `{symbol.name}` is never used",
-                           getattr(symbol.decl, "name_span", symbol.decl.span),
-                           "use it in a rule or delete the declaration")
+                self.error(
+                    "W101",
+                    f"{symbol.kind} `{symbol.name}` is never used",
+                    getattr(symbol.decl, "name_span", symbol.decl.span),
+                    "use it in a rule or delete the declaration",
+                )
 
     # ---- helpers: constants and static regions -------------------------------------------------
 
@@ -274,8 +327,12 @@ class Checker:
             left, right = self.infer(node.left, scope), self.infer(node.right, scope)
             for side, kind in ((node.left, left), (node.right, right)):
                 if kind not in (None, Type.NUMBER):
-                    self.error("E304", f"`{node.op}` compares numbers, got {_a(kind)}", side.span,
-                               "measure it first, e.g. `area(agent)` or `distance(agent, goal)`")
+                    self.error(
+                        "E304",
+                        f"`{node.op}` compares numbers, got {_a(kind)}",
+                        side.span,
+                        "measure it first, e.g. `area(agent)` or `distance(agent, goal)`",
+                    )
                     return None
             return Type.FORMULA
         if isinstance(node, ast.Not):
@@ -294,8 +351,11 @@ class Checker:
             for side in (node.left, node.right):
                 kind = self.infer(side, scope)
                 if kind not in (None, Type.FORMULA):
-                    hint = ("combine regions with `&` (both), `|` (either) or `-` (difference)"
-                            if kind is not None and Type.REGION.accepts(kind) and op in ("and", "or") else None)
+                    hint = (
+                        "combine regions with `&` (both), `|` (either) or `-` (difference)"
+                        if kind is not None and Type.REGION.accepts(kind) and op in ("and", "or")
+                        else None
+                    )
                     self.error("E304", f"`{op}` needs formulas, got {_a(kind)}", side.span, hint)
                     ok = False
             return Type.FORMULA if ok else None
@@ -328,16 +388,28 @@ class Checker:
             return Type.COLOR
         later = self.declared_later.get(node.id)
         if later is not None:
-            self.error("E205", f"`{node.id}` is used before its definition", node.span,
-                       f"`{node.id}` is defined at line {later.span.line}; move that declaration above this line")
+            self.error(
+                "E205",
+                f"`{node.id}` is used before its definition",
+                node.span,
+                f"`{node.id}` is defined at line {later.span.line}; move that declaration above this line",
+            )
             return None
         if node.id in BUILTINS:
-            self.error("E201", f"`{node.id}` is a function, not a value", node.span,
-                       f"call it: `{BUILTINS[node.id].signature()}`")
+            self.error(
+                "E201",
+                f"`{node.id}` is a function, not a value",
+                node.span,
+                f"call it: `{BUILTINS[node.id].signature()}`",
+            )
             return None
         hint = did_you_mean(node.id, [*scope, *self.symbols, *NAMED_COLORS])
-        self.error("E201", f"undefined name `{node.id}`", node.span,
-                   hint or "declare it first, e.g. `object name = color(#ff0000)`")
+        self.error(
+            "E201",
+            f"undefined name `{node.id}`",
+            node.span,
+            hint or "declare it first, e.g. `object name = color(#ff0000)`",
+        )
         return None
 
     def check_binary(self, node: ast.Binary, scope: dict[str, Type]) -> Type | None:
@@ -351,20 +423,30 @@ class Checker:
             return Type.NUMBER
         if node.op in "|&-" and Type.REGION.accepts(left) and Type.REGION.accepts(right):
             return Type.REGION
-        wants = "two regions" if node.op in "|&" else ("two numbers or two regions" if node.op == "-" else "two numbers")
+        wants = (
+            "two regions" if node.op in "|&" else ("two numbers or two regions" if node.op == "-" else "two numbers")
+        )
         self.error("E304", f"`{node.op}` needs {wants}, got {_a(left)} and {_a(right)}", node.span)
         return None
 
     def check_quantified(self, node: ast.Quantified, scope: dict[str, Type]) -> Type | None:
         ok = True
         if node.var in self.symbols or node.var in scope:
-            self.error("E203", f"`{node.var}` already names {'a quantified object' if node.var in scope else _a(self.symbols[node.var].type)}",
-                       node.var_span, f"choose another variable name, e.g. `{node.var}_i`")
+            self.error(
+                "E203",
+                f"`{node.var}` already names {'a quantified object' if node.var in scope else _a(self.symbols[node.var].type)}",
+                node.var_span,
+                f"choose another variable name, e.g. `{node.var}_i`",
+            )
             ok = False
         coll = self.resolve(ast.Name(node.collection, node.collection_span), scope)
         if coll is not None and coll is not Type.COLLECTION:
-            self.error("E301", f"`{node.quantifier}` ranges over objects declared with `objects`, and `{node.collection}` is {_a(coll)}",
-                       node.collection_span, f"declare `objects many = [a, b]` and write `{node.quantifier} x in many: ...`")
+            self.error(
+                "E301",
+                f"`{node.quantifier}` ranges over objects declared with `objects`, and `{node.collection}` is {_a(coll)}",
+                node.collection_span,
+                f"declare `objects many = [a, b]` and write `{node.quantifier} x in many: ...`",
+            )
             ok = False
         kind = self.check_body(node.quantifier, node.body, {**scope, node.var: Type.OBJECT})
         return kind if ok else None
@@ -376,11 +458,19 @@ class Checker:
                 self.infer(arg, scope)
             if node.func in self.symbols or node.func in scope:
                 what = self.symbols[node.func].kind if node.func in self.symbols else "quantified object"
-                self.error("E204", f"`{node.func}` is a {what}, not a function", node.func_span,
-                           f"write `{node.func}` without parentheses")
+                self.error(
+                    "E204",
+                    f"`{node.func}` is a {what}, not a function",
+                    node.func_span,
+                    f"write `{node.func}` without parentheses",
+                )
             else:
-                self.error("E204", f"unknown function `{node.func}`", node.func_span,
-                           did_you_mean(node.func, BUILTINS) or "see docs/language.md for the built-in functions")
+                self.error(
+                    "E204",
+                    f"unknown function `{node.func}`",
+                    node.func_span,
+                    did_you_mean(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
+                )
             return None
         bound = self.bind_arguments(builtin, node)
         ok = bound is not None
@@ -389,13 +479,21 @@ class Checker:
             if kind is None:
                 ok = False
             elif not any(t.accepts(kind) for t in param.types):
-                self.error("E301", f"argument `{param.name}` of `{builtin.name}` must be {' or '.join(_a(t) for t in param.types)}, got {_a(kind)}",
-                           arg.span, f"`{builtin.signature()}`")
+                self.error(
+                    "E301",
+                    f"argument `{param.name}` of `{builtin.name}` must be {' or '.join(_a(t) for t in param.types)}, got {_a(kind)}",
+                    arg.span,
+                    f"`{builtin.signature()}`",
+                )
                 ok = False
             elif kind is Type.NUMBER:
                 if builtin.kind != "measure" and self.constant(arg) is None:
-                    self.error("E304", f"`{param.name}` of `{builtin.name}` must be a constant number", arg.span,
-                               "use a literal or a `param`; measures like `area(x)` change from frame to frame")
+                    self.error(
+                        "E304",
+                        f"`{param.name}` of `{builtin.name}` must be a constant number",
+                        arg.span,
+                        "use a literal or a `param`; measures like `area(x)` change from frame to frame",
+                    )
                     ok = False
                 else:
                     ok &= self.check_range(builtin, param, arg)
@@ -405,8 +503,12 @@ class Checker:
         if ok and builtin.name == "box":
             x0, y0, x1, y1 = (self.constant(bound[p]) for p in builtin.params)
             if all(isinstance(v, float) for v in (x0, y0, x1, y1)) and (x0 >= x1 or y0 >= y1):
-                self.error("E309", "an empty box: need x0 < x1 and y0 < y1", node.span,
-                           "box(x0, y0, x1, y1) takes the top-left then the bottom-right corner")
+                self.error(
+                    "E309",
+                    "an empty box: need x0 < x1 and y0 < y1",
+                    node.span,
+                    "box(x0, y0, x1, y1) takes the top-left then the bottom-right corner",
+                )
                 ok = False
         return builtin.returns if ok else None
 
@@ -415,8 +517,12 @@ class Checker:
         bound: dict = {}
         ok = True
         if len(node.args) > len(params):
-            self.error("E302", f"`{builtin.name}` takes at most {len(params)} argument{'s' * (len(params) != 1)}, got {len(node.args)}",
-                       node.args[len(params)].span, f"`{builtin.signature()}`")
+            self.error(
+                "E302",
+                f"`{builtin.name}` takes at most {len(params)} argument{'s' * (len(params) != 1)}, got {len(node.args)}",
+                node.args[len(params)].span,
+                f"`{builtin.signature()}`",
+            )
             ok = False
         for param, arg in zip(params, node.args):
             bound[param] = arg
@@ -424,8 +530,12 @@ class Checker:
         for kwarg in node.kwargs:
             param = by_name.get(kwarg.name)
             if param is None:
-                self.error("E303", f"`{builtin.name}` has no parameter `{kwarg.name}`", kwarg.span,
-                           did_you_mean(kwarg.name, by_name) or f"`{builtin.signature()}`")
+                self.error(
+                    "E303",
+                    f"`{builtin.name}` has no parameter `{kwarg.name}`",
+                    kwarg.span,
+                    did_you_mean(kwarg.name, by_name) or f"`{builtin.signature()}`",
+                )
                 ok = False
             elif param in bound:
                 self.error("E303", f"argument `{kwarg.name}` of `{builtin.name}` is given twice", kwarg.span)
@@ -434,8 +544,12 @@ class Checker:
                 bound[param] = kwarg.value
         missing = [p.name for p in params if p.required and p not in bound]
         if missing and ok:
-            self.error("E302", f"`{builtin.name}` is missing argument{'s' * (len(missing) > 1)} {', '.join(f'`{m}`' for m in missing)}",
-                       node.span, f"`{builtin.signature()}`")
+            self.error(
+                "E302",
+                f"`{builtin.name}` is missing argument{'s' * (len(missing) > 1)} {', '.join(f'`{m}`' for m in missing)}",
+                node.span,
+                f"`{builtin.signature()}`",
+            )
             ok = False
         return bound if ok else None
 
@@ -446,8 +560,9 @@ class Checker:
         if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
             low = "-inf" if param.low is None else f"{param.low:g}"
             high = "inf" if param.high is None else f"{param.high:g}"
-            self.error("E309", f"`{param.name}` of `{builtin.name}` is {value:g}, outside [{low}, {high}]", arg.span,
-                       param.doc)
+            self.error(
+                "E309", f"`{param.name}` of `{builtin.name}` is {value:g}, outside [{low}, {high}]", arg.span, param.doc
+            )
             return False
         return True
 
@@ -465,8 +580,12 @@ class Checker:
                 return "error", None
             symbol.used = True
             if not isinstance(value, float):
-                self.error("E306", f"`{time.text}` is {_a(symbol.type)}, not a time", time.span,
-                           "a time is `start`, `end`, a frame (integer) or a fraction (0.0 to 1.0)")
+                self.error(
+                    "E306",
+                    f"`{time.text}` is {_a(symbol.type)}, not a time",
+                    time.span,
+                    "a time is `start`, `end`, a frame (integer) or a fraction (0.0 to 1.0)",
+                )
                 return "error", None
             literal = symbol.decl.value
             is_frame = literal.is_integer if isinstance(literal, ast.Number) else float(value).is_integer()
@@ -474,8 +593,12 @@ class Checker:
         else:
             kind, value = time.kind, float(time.text)
         if kind == "fraction" and not 0.0 <= value <= 1.0:
-            self.error("E306", f"fraction {value:g} of the video is outside 0 to 1", time.span,
-                       "write frames as integers (`3`) and fractions as decimals (`0.5`)")
+            self.error(
+                "E306",
+                f"fraction {value:g} of the video is outside 0 to 1",
+                time.span,
+                "write frames as integers (`3`) and fractions as decimals (`0.5`)",
+            )
             return "error", None
         if kind == "frame" and value < 0:
             self.error("E306", f"frame {value:g} is negative", time.span)
@@ -490,8 +613,12 @@ class Checker:
         if "error" in (low_kind, high_kind):
             return
         if {low_kind, high_kind} == {"frame", "fraction"}:
-            self.error("E306", f"window mixes a frame and a fraction: [{window.low.text}, {window.high.text}]", window.span,
-                       "use frames (integers) for both ends, or fractions (decimals like 0.5) for both")
+            self.error(
+                "E306",
+                f"window mixes a frame and a fraction: [{window.low.text}, {window.high.text}]",
+                window.span,
+                "use frames (integers) for both ends, or fractions (decimals like 0.5) for both",
+            )
             return
         reversed_ = (
             (low_kind == "end" and high_kind != "end")
@@ -499,5 +626,9 @@ class Checker:
             or (low_kind == high_kind and low is not None and low > high)
         )
         if reversed_:
-            self.error("E307", f"window [{window.low.text}, {window.high.text}] is empty: its start is after its end",
-                       window.span, "write the earlier time first: `[a, b]` with a <= b")
+            self.error(
+                "E307",
+                f"window [{window.low.text}, {window.high.text}] is empty: its start is after its end",
+                window.span,
+                "write the earlier time first: `[a, b]` with a <= b",
+            )

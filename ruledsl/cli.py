@@ -68,7 +68,9 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
 @app.command()
 def check(
     files: list[Path] = typer.Argument(..., help="One or more .rule files."),
-    format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."),
+    format: OutputFormat = typer.Option(
+        OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."
+    ),
 ) -> None:
     """Parse and type-check rule programs; report every error with file:line:col, code and hint."""
     worst = EXIT_OK
@@ -173,9 +175,13 @@ def eval_(
     rule_file: Path = typer.Argument(..., help="A .rule file."),
     video: Path = typer.Argument(..., help="A video (mp4, gif, ...) or a folder of frame images."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
-    out: Path = typer.Option(None, "--out", "-o", help="Also write the JSON report to this file (not overwritten without --force)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Also write the JSON report to this file (not overwritten without --force)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
-    temperature: float = typer.Option(0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."),
+    temperature: float = typer.Option(
+        0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE (repeatable)."),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
@@ -223,11 +229,22 @@ def _parse_params(items: list[str]) -> dict[str, float]:
 @app.command()
 def optimize(
     rule_file: Path = typer.Argument(..., help="A .rule file."),
-    task: Path = typer.Option(..., "--task", "-t", help="A task folder (first_frame.png + prompt.txt; metadata.json if generated)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."),
-    model: Path = typer.Option(None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."),
+    task: Path = typer.Option(
+        ..., "--task", "-t", help="A task folder (first_frame.png + prompt.txt; metadata.json if generated)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."
+    ),
+    model: Path = typer.Option(
+        None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."
+    ),
     method: str = typer.Option("lora", "--method", help="lora, best-of-n or noise."),
-    steps: int = typer.Option(16, "--steps", min=0, help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps."),
+    steps: int = typer.Option(
+        16,
+        "--steps",
+        min=0,
+        help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps.",
+    ),
     seconds: float = typer.Option(None, "--time", help="Wall-time budget in seconds."),
     nfe: float = typer.Option(None, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."),
     seed: int = typer.Option(0, "--seed"),
@@ -243,10 +260,9 @@ def optimize(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
-    from ruledsl.runtime.generators import ReasonerGenerator
+    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
     from ruledsl.runtime.loop import METHODS, Budget, Settings, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
-    from ruledsl.runtime.generators import condition_from_task
     from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
@@ -270,12 +286,21 @@ def optimize(
     if state is not None and state["method"] != method:
         _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
         raise typer.Exit(EXIT_USAGE)
-    result = _run_with_display(lambda on_step: run_optimize(compiled, condition_from_task(folder), generator, budget,
-                                                             settings, on_step=on_step, resume=state), compiled)
-    report = write_run(out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params)
+    result = _run_with_display(
+        lambda on_step: run_optimize(
+            compiled, condition_from_task(folder), generator, budget, settings, on_step=on_step, resume=state
+        ),
+        compiled,
+    )
+    report = write_run(
+        out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params
+    )
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
     print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
-    print(f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png" + (", lora.safetensors" if result.lora else ""))
+    print(
+        f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
+        + (", lora.safetensors" if result.lora else "")
+    )
     raise typer.Exit(EXIT_OK if report.solved_after else EXIT_FAIL)
 
 
@@ -293,7 +318,9 @@ def _run_with_display(run, compiled):
             table.add_column(column)
         for rule in report.rules.values():
             ok = bool(rule.verdict[0])
-            table.add_row(rule.name, rule.role, "[green]✓[/]" if ok else "[red]✗[/]", f"{float(rule.robustness[0]):+.3f}")
+            table.add_row(
+                rule.name, rule.role, "[green]✓[/]" if ok else "[red]✗[/]", f"{float(rule.robustness[0]):+.3f}"
+            )
         return table
 
     with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -301,12 +328,15 @@ def _run_with_display(run, compiled):
 
 
 @app.command()
-def palette(image: Path = typer.Argument(..., help="An image (e.g. a task's first_frame.png)."),
-            json_output: bool = typer.Option(False, "--json")) -> None:
+def palette(
+    image: Path = typer.Argument(..., help="An image (e.g. a task's first_frame.png)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
     """Distinct colours of an image: hex, area %, bounding box (hints for naming entities)."""
     import json
 
-    from ruledsl.teacher.palette import palette as find, palette_text
+    from ruledsl.teacher.palette import palette as find
+    from ruledsl.teacher.palette import palette_text
     from ruledsl.video import VideoReadError, read_image
 
     try:
@@ -324,7 +354,8 @@ def extract(
     force: bool = typer.Option(False, "--force", help="Overwrite --output."),
 ) -> None:
     """Pull the rule program out of free text and check it; exit 1 with diagnostics if there is no valid program."""
-    from ruledsl.teacher.extract import ExtractionError, extract as pull
+    from ruledsl.teacher.extract import ExtractionError
+    from ruledsl.teacher.extract import extract as pull
     from ruledsl.teacher.teach import diagnostics_text
 
     if output is not None and output.exists() and not force:
@@ -343,7 +374,9 @@ def extract(
     if not result.ok:
         if result.checked is not None:
             print_diagnostics(result.checked.diagnostics, result.checked.source)
-        _stderr(f"{raw}: no valid program ({diagnostics_text(result).splitlines()[0] if result.checked is None else f'{len(result.checked.errors)} error(s)'})")
+        _stderr(
+            f"{raw}: no valid program ({diagnostics_text(result).splitlines()[0] if result.checked is None else f'{len(result.checked.errors)} error(s)'})"
+        )
         raise typer.Exit(EXIT_FAIL)
     if output is None:
         sys.stdout.write(result.program)
@@ -357,9 +390,13 @@ def teach(
     task: Path = typer.Argument(..., help="A task folder (first_frame.png + prompt.txt)."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to write the checked program."),
     backend: str = typer.Option("openai", "--backend", help="openai or transformers."),
-    base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (openai backend)."),
+    base_url: str = typer.Option(
+        "http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (openai backend)."
+    ),
     model: str = typer.Option("default", "--model", help="Model name (openai) or local path (transformers)."),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key, if any."),
+    api_key_env: str = typer.Option(
+        "OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key, if any."
+    ),
     max_repairs: int = typer.Option(2, "--max-repairs", min=0),
     timeout: float = typer.Option(120.0, "--timeout"),
     show_prompt: bool = typer.Option(False, "--show-prompt", help="Print the prompt and exit."),
@@ -390,8 +427,11 @@ def teach(
         _stderr(f"error: unknown --backend {backend!r}; choose openai or transformers")
         raise typer.Exit(EXIT_USAGE)
     try:
-        client = (OpenAIBackend(base_url, model, os.environ.get(api_key_env), timeout=timeout) if backend == "openai"
-                  else TransformersBackend(model))
+        client = (
+            OpenAIBackend(base_url, model, os.environ.get(api_key_env), timeout=timeout)
+            if backend == "openai"
+            else TransformersBackend(model)
+        )
         teaching = Teacher(client, max_repairs).write_rules(folder)
     except (BackendError, OSError) as error:
         _stderr(f"error: {error}")
@@ -410,7 +450,9 @@ app.add_typer(reasoner_app, name="reasoner")
 
 
 @reasoner_app.command("info")
-def reasoner_info(model: Path = typer.Option(None, "--model", help="A reasoner folder; default: the built-in one.")) -> None:
+def reasoner_info(
+    model: Path = typer.Option(None, "--model", help="A reasoner folder; default: the built-in one."),
+) -> None:
     """Architecture, size, training and measured base scores of the reasoner (its model card)."""
     from ruledsl.runtime.generators import DEFAULT_REASONER
 
@@ -464,17 +506,33 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{rule_file} on {video} ({report.frames} frames)")
-    for column, justify in (("rule", "left"), ("role", "left"), ("verdict", "center"), ("margin", "right"),
-                            ("loss", "right"), ("violating frames", "left")):
+    for column, justify in (
+        ("rule", "left"),
+        ("role", "left"),
+        ("verdict", "center"),
+        ("margin", "right"),
+        ("loss", "right"),
+        ("violating frames", "left"),
+    ):
         table.add_column(column, justify=justify)
     for rule in report.rules.values():
         ok = bool(rule.verdict[0])
-        table.add_row(rule.name, rule.role, "[green]✓[/]" if ok else "[red]✗[/]", f"{float(rule.robustness[0]):+.3f}",
-                      f"{float(rule.loss[0]):.4f}", _intervals_text(rule.violations[0]))
+        table.add_row(
+            rule.name,
+            rule.role,
+            "[green]✓[/]" if ok else "[red]✗[/]",
+            f"{float(rule.robustness[0]):+.3f}",
+            f"{float(rule.loss[0]):.4f}",
+            _intervals_text(rule.violations[0]),
+        )
     console = Console()
     console.print(table)
     held = sum(bool(r.verdict[0]) for r in report.rules.values())
-    verdict = "[green]all rules hold[/]" if bool(report.satisfied[0]) else f"[red]{len(report.rules) - held} of {len(report.rules)} rules fail[/]"
+    verdict = (
+        "[green]all rules hold[/]"
+        if bool(report.satisfied[0])
+        else f"[red]{len(report.rules) - held} of {len(report.rules)} rules fail[/]"
+    )
     console.print(f"{verdict}; total loss {float(report.loss):.4f}")
 
 

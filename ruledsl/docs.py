@@ -13,8 +13,13 @@ from ruledsl.diagnostics import CODES
 from ruledsl.signatures import BUILTINS, NAMED_COLORS
 
 BEGIN, END = "<!-- generated: builtins -->", "<!-- end generated -->"
-_KIND_TITLES = {"selector": "Selectors (regions)", "point": "Points", "image": "Images",
-                "measure": "Measures (numbers)", "predicate": "Predicates (formulas)"}
+_KIND_TITLES = {
+    "selector": "Selectors (regions)",
+    "point": "Points",
+    "image": "Images",
+    "measure": "Measures (numbers)",
+    "predicate": "Predicates (formulas)",
+}
 
 
 def builtins_markdown() -> str:

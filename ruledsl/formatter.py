@@ -26,8 +26,15 @@ def _level(node: ast.Node) -> int:
         return PREFIX
     if isinstance(node, ast.Binary):
         return ADD if node.op in "+-|" else MUL
-    return {ast.Implies: IMPLIES, ast.Or: OR, ast.And: AND, ast.Until: UNTIL, ast.Not: NOT,
-            ast.Compare: COMPARE, ast.Neg: NEG}.get(type(node), ATOM)
+    return {
+        ast.Implies: IMPLIES,
+        ast.Or: OR,
+        ast.And: AND,
+        ast.Until: UNTIL,
+        ast.Not: NOT,
+        ast.Compare: COMPARE,
+        ast.Neg: NEG,
+    }.get(type(node), ATOM)
 
 
 def _quote(text: str) -> str:
@@ -107,8 +114,14 @@ def statement(node: ast.Statement) -> str:
 @functools.cache
 def _lark_with_comments() -> tuple[Lark, list]:
     comments: list = []
-    parser = Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
-                  maybe_placeholders=True, lexer_callbacks={"COMMENT": comments.append})
+    parser = Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": comments.append},
+    )
     return parser, comments
 
 

@@ -27,8 +27,9 @@ def grammar_text() -> str:
 @functools.cache
 def _lark() -> Lark:
     # cache=True stores the LALR tables in the temp dir (keyed by grammar hash): ~60 ms saved per process.
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=True, cache=True)
+    return Lark(
+        grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True, cache=True
+    )
 
 
 class ParseError(Exception):
@@ -147,8 +148,15 @@ class _ToAst(Transformer):
 
     def quantified(self, meta, items):
         quantifier, var, collection, body = items
-        return ast.Quantified(str(quantifier), str(var), str(collection), body, _meta_span(meta),
-                              _token_span(var), _token_span(collection))
+        return ast.Quantified(
+            str(quantifier),
+            str(var),
+            str(collection),
+            body,
+            _meta_span(meta),
+            _token_span(var),
+            _token_span(collection),
+        )
 
     def implies(self, meta, items):
         return ast.Implies(items[0], items[1], _meta_span(meta))
@@ -211,16 +219,55 @@ class _ToAst(Transformer):
 
 # ---- syntax errors in words a user knows -------------------------------------------------------
 
-_STATEMENT_KEYWORDS = {"TASK": "task", "PARAM": "param", "OBJECT": "object", "REGION": "region",
-                       "IMAGE": "image", "OBJECTS": "objects", "GOAL": "goal", "PROCESS": "process"}
-_EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR", "COLOR", "STRING", "NOT", "MINUS", "ASK", "TRUE", "FALSE",
-                      "ALWAYS", "EVENTUALLY", "NEXT", "AT", "DURING", "FORALL", "EXISTS"}
+_STATEMENT_KEYWORDS = {
+    "TASK": "task",
+    "PARAM": "param",
+    "OBJECT": "object",
+    "REGION": "region",
+    "IMAGE": "image",
+    "OBJECTS": "objects",
+    "GOAL": "goal",
+    "PROCESS": "process",
+}
+_EXPRESSION_STARTS = {
+    "NAME",
+    "NUMBER",
+    "LPAR",
+    "COLOR",
+    "STRING",
+    "NOT",
+    "MINUS",
+    "ASK",
+    "TRUE",
+    "FALSE",
+    "ALWAYS",
+    "EVENTUALLY",
+    "NEXT",
+    "AT",
+    "DURING",
+    "FORALL",
+    "EXISTS",
+}
 _OPERATORS = {"AND", "OR", "IMPLIES", "UNTIL", "CMP", "ADD_OP", "MINUS", "MUL_OP"}
 _WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "COLOR": "a colour like `#ff0000`", "STRING": 'a quoted string',
-    "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",
-    "EQUAL": "`=`", "IN": "`in`", "WEIGHT": "`weight`", "START": "`start`", "END": "`end`",
-    "AT": "`at`", "CMP": "a comparison (`<=`, `>=`, `<`, `>`)", "$END": "the end of the file",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "COLOR": "a colour like `#ff0000`",
+    "STRING": "a quoted string",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "COMMA": "`,`",
+    "COLON": "`:`",
+    "EQUAL": "`=`",
+    "IN": "`in`",
+    "WEIGHT": "`weight`",
+    "START": "`start`",
+    "END": "`end`",
+    "AT": "`at`",
+    "CMP": "a comparison (`<=`, `>=`, `<`, `>`)",
+    "$END": "the end of the file",
 }
 
 
@@ -257,7 +304,7 @@ def _previous_word(text: str, offset: int) -> str:
     end = len(head)
     while head and (head[-1].isalnum() or head[-1] == "_"):
         head = head[:-1]
-    return text[len(head):end]
+    return text[len(head) : end]
 
 
 def _token_words(token: Token) -> str:
@@ -275,7 +322,7 @@ def _syntax_diagnostic(error: UnexpectedInput, source: Source) -> Diagnostic:
         start = error.pos_in_stream
         char = source.text[start] if start < len(source.text) else ""
         hint = None
-        if source.text.startswith("==", start) or (char == "=" and source.text[start - 1:start] in "<>"):
+        if source.text.startswith("==", start) or (char == "=" and source.text[start - 1 : start] in "<>"):
             hint = "compare with `<=`, `>=`, `<` or `>`; for equality use `abs(a - b) <= tolerance`"
         elif char == "'":
             hint = 'strings use double quotes: "like this"'
@@ -284,8 +331,9 @@ def _syntax_diagnostic(error: UnexpectedInput, source: Source) -> Diagnostic:
         elif char == "!":
             hint = "negate with `not`"
         expected = describe_expected(set(error.allowed or ()))
-        return Diagnostic("E102", f"unexpected character {char!r}; expected {expected}",
-                          source.span_at(start, start + 1), hint)
+        return Diagnostic(
+            "E102", f"unexpected character {char!r}; expected {expected}", source.span_at(start, start + 1), hint
+        )
     assert isinstance(error, UnexpectedToken)
     token = error.token
     expected_set = set(error.expected or ())
@@ -299,18 +347,26 @@ def _syntax_diagnostic(error: UnexpectedInput, source: Source) -> Diagnostic:
     expected = describe_expected(expected_set)
     if token.type == "$END":
         end = len(source.text.rstrip())
-        return Diagnostic("E103", f"unexpected end of input; expected {expected}", source.span_at(end, end),
-                          "the last statement is incomplete")
+        return Diagnostic(
+            "E103",
+            f"unexpected end of input; expected {expected}",
+            source.span_at(end, end),
+            "the last statement is incomplete",
+        )
     span = _token_span(token)
     hint = None
     previous = _previous_word(source.text, token.start_pos)
-    following = source.text[token.end_pos:].lstrip()[:1]
+    following = source.text[token.end_pos :].lstrip()[:1]
     if previous in _PREFIX_WORDS:
         # After `and`/`or`/... the lexer reads `always` as a name; the real mistake is the prefix.
         start = source.text.rindex(previous, 0, token.start_pos)
         span = source.span_at(start, start + len(previous))
-        return Diagnostic("E101", f"`{previous}` needs parentheses here: it takes everything to its right", span,
-                          f"`{previous}` takes everything to its right: write `a and ({previous} ...)`")
+        return Diagnostic(
+            "E101",
+            f"`{previous}` needs parentheses here: it takes everything to its right",
+            span,
+            f"`{previous}` takes everything to its right: write `a and ({previous} ...)`",
+        )
     if token.type == "NAME" and following == ":" and expected_set & {"GOAL", "PROCESS"}:
         hint = f"a rule starts with its role: `goal {token}: ...` or `process {token}: ...`"
     elif token.type == "EQUAL" and "CMP" in expected_set:

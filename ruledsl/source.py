@@ -79,5 +79,7 @@ def read_source(path: str | Path) -> Source:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise SourceError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from error
+        raise SourceError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from error
     return Source(text.removeprefix("\ufeff"), str(path))

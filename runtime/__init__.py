@@ -16,9 +16,8 @@ def optimize(program, task, model=None, budget=None, settings=None, **kwargs):
     VideoGenerator, a path to a reasoner, or None (the built-in reasoner). Returns a Result."""
     from pathlib import Path
 
-    from ruledsl.runtime.generators import Condition, ReasonerGenerator, VideoGenerator
+    from ruledsl.runtime.generators import Condition, ReasonerGenerator, VideoGenerator, condition_from_task
     from ruledsl.runtime.loop import optimize as run
-    from ruledsl.runtime.generators import condition_from_task
 
     if isinstance(task, (str, Path)):
         from ruledsl.tasks.layout import read_task

@@ -44,15 +44,31 @@ class CogVideoXI2VGenerator(DiffusersI2VGenerator):
         pipe = self.pipe
         h, w = self.pixel_size(condition, self._unit())
         device = pipe.transformer.device
-        prompt_embeds, _ = pipe.encode_prompt(condition.prompt or "", do_classifier_free_guidance=False,
-                                              max_sequence_length=self.max_sequence_length, device=device)
+        prompt_embeds, _ = pipe.encode_prompt(
+            condition.prompt or "",
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=device,
+        )
         image = pipe.video_processor.preprocess(first_frame_pil(condition.first_frame), height=h, width=w).to(device)
         noise = self.initial_noise(condition, 0).expand(batch, -1, -1, -1, -1)
-        _, image_latents = pipe.prepare_latents(image, batch, pipe.transformer.config.in_channels // 2,
-                                                self.frame_count(condition), h, w, prompt_embeds.dtype, device,
-                                                torch.Generator(device="cpu").manual_seed(0), noise)
-        rotary = (pipe._prepare_rotary_positional_embeddings(h, w, noise.shape[1], device)
-                  if pipe.transformer.config.use_rotary_positional_embeddings else None)
+        _, image_latents = pipe.prepare_latents(
+            image,
+            batch,
+            pipe.transformer.config.in_channels // 2,
+            self.frame_count(condition),
+            h,
+            w,
+            prompt_embeds.dtype,
+            device,
+            torch.Generator(device="cpu").manual_seed(0),
+            noise,
+        )
+        rotary = (
+            pipe._prepare_rotary_positional_embeddings(h, w, noise.shape[1], device)
+            if pipe.transformer.config.use_rotary_positional_embeddings
+            else None
+        )
         ofs = None if pipe.transformer.config.ofs_embed_dim is None else noise.new_full((1,), 2.0)
         return prompt_embeds.repeat(batch, 1, 1), image_latents, rotary, ofs
 
@@ -63,9 +79,14 @@ class CogVideoXI2VGenerator(DiffusersI2VGenerator):
         for i, t in enumerate(self.scheduler.timesteps):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i >= self.steps - grad_steps):
                 model_input = torch.cat([self.scheduler.scale_model_input(latents, t), image_latents], dim=2)
-                v = self.pipe.transformer(hidden_states=model_input, encoder_hidden_states=prompt_embeds,
-                                          timestep=t.expand(latents.shape[0]), ofs=ofs, image_rotary_emb=rotary,
-                                          return_dict=False)[0]
+                v = self.pipe.transformer(
+                    hidden_states=model_input,
+                    encoder_hidden_states=prompt_embeds,
+                    timestep=t.expand(latents.shape[0]),
+                    ofs=ofs,
+                    image_rotary_emb=rotary,
+                    return_dict=False,
+                )[0]
                 latents = self.scheduler.step(v, t, latents, eta=0.0, return_dict=False)[0]
         with torch.set_grad_enabled(torch.is_grad_enabled() and grad_steps > 0):
             if self.decoder is not None:

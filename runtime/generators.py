@@ -10,9 +10,9 @@ step with gradient is 3 (its forward, and a backward of about 2).
 from __future__ import annotations
 
 import os
-from importlib import resources
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -44,8 +44,12 @@ def condition_from_instance(instance, size: int = 64) -> Condition:
     from ruledsl.tasks.render import frames_for, render, solution_plan
 
     first = render(instance, solution_plan(instance), (size, size))[0]
-    return Condition(torch.from_numpy(first).float().div(255).permute(2, 0, 1), instance.prompt, instance.family,
-                     frames_for(instance))
+    return Condition(
+        torch.from_numpy(first).float().div(255).permute(2, 0, 1),
+        instance.prompt,
+        instance.family,
+        frames_for(instance),
+    )
 
 
 def to_uint8(video: torch.Tensor):
@@ -93,8 +97,15 @@ class DiffusersI2VGenerator(VideoGenerator):
 
     pipeline_class: str  # e.g. "WanImageToVideoPipeline"
 
-    def __init__(self, pipeline, steps: int = 8, height: int | None = None, width: int | None = None,
-                 decoder=None, max_sequence_length: int = 64):
+    def __init__(
+        self,
+        pipeline,
+        steps: int = 8,
+        height: int | None = None,
+        width: int | None = None,
+        decoder=None,
+        max_sequence_length: int = 64,
+    ):
         self.pipe = pipeline
         self.steps = steps
         self.height, self.width = height, width
@@ -175,8 +186,10 @@ class ReasonerGenerator(VideoGenerator):
         if model is None:
             path = Path(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
             if not (path / "config.json").exists():
-                raise FileNotFoundError(f"no reasoner at {path} (expected config.json and safetensors weights); "
-                                        "train one with `python scripts/train_reasoner.py --out PATH`")
+                raise FileNotFoundError(
+                    f"no reasoner at {path} (expected config.json and safetensors weights); "
+                    "train one with `python scripts/train_reasoner.py --out PATH`"
+                )
             model = ReasonerModel.from_pretrained(path, use_safetensors=True)
         self.model = model.to(device or "cpu").eval()
         self.steps = steps

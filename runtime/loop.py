@@ -114,9 +114,18 @@ class _Tracker:
         return report
 
     def record(self, step: int, report, skipped: bool = False) -> None:
-        self.history.append(Step(step, report.loss.item(), {n: r.loss[0].item() for n, r in report.rules.items()},
-                                 bool(report.satisfied[0]), sum(bool(r.verdict[0]) for r in report.rules.values()),
-                                 self.nfe, time.perf_counter() - self.start, skipped))
+        self.history.append(
+            Step(
+                step,
+                report.loss.item(),
+                {n: r.loss[0].item() for n, r in report.rules.items()},
+                bool(report.satisfied[0]),
+                sum(bool(r.verdict[0]) for r in report.rules.values()),
+                self.nfe,
+                time.perf_counter() - self.start,
+                skipped,
+            )
+        )
 
     def after_step(self, video, step: int, report, finite: bool, on_step, lora=None) -> bool:
         """Judge, record and report one gradient step; True when the loop must stop (all rules hold,
@@ -154,8 +163,15 @@ class _Tracker:
         return False
 
 
-def optimize(program, condition: Condition, generator: VideoGenerator, budget: Budget | None = None,
-             settings: Settings | None = None, on_step=None, resume: dict | None = None) -> Result:
+def optimize(
+    program,
+    condition: Condition,
+    generator: VideoGenerator,
+    budget: Budget | None = None,
+    settings: Settings | None = None,
+    on_step=None,
+    resume: dict | None = None,
+) -> Result:
     """Optimize one task instance; `on_step(step, report)` is called after every judged rollout.
 
     `resume` (from `Result.state` of an interrupted run, plus its history/nfe/seconds and best
@@ -194,8 +210,20 @@ def optimize(program, condition: Condition, generator: VideoGenerator, budget: B
         if settings.method == "lora":
             detach_lora(generator.denoiser)
     _, best_video, best_report, best_step, best_lora = tracker.best
-    result = Result(settings.method, base[0].detach(), best_video, base_report, best_report, best_step, tracker.history,
-                    tracker.nfe, time.perf_counter() - tracker.start, tracker.stop_reason, interrupted, best_lora)
+    result = Result(
+        settings.method,
+        base[0].detach(),
+        best_video,
+        base_report,
+        best_report,
+        best_step,
+        tracker.history,
+        tracker.nfe,
+        time.perf_counter() - tracker.start,
+        tracker.stop_reason,
+        interrupted,
+        best_lora,
+    )
     result.state = tracker.state
     return result
 

@@ -21,8 +21,10 @@ def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: float | N
         inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     except ValueError as error:  # peft: "Target modules ... not found in the base model"
         names = sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n})
-        raise ValueError(f"no module of the model matches LoRA targets {list(targets)}; module names end with e.g. "
-                         f"{', '.join(names[:20])}") from error
+        raise ValueError(
+            f"no module of the model matches LoRA targets {list(targets)}; module names end with e.g. "
+            f"{', '.join(names[:20])}"
+        ) from error
     params = []
     for name, param in model.named_parameters():
         if "lora_" in name and f".{ADAPTER}" in name:
@@ -44,14 +46,18 @@ def detach_lora(model: torch.nn.Module) -> None:
 
 
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: param.detach().clone() for name, param in model.named_parameters() if "lora_" in name and ADAPTER in name}
+    return {
+        name: param.detach().clone() for name, param in model.named_parameters() if "lora_" in name and ADAPTER in name
+    }
 
 
 def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     missing = [name for name in state if name not in params]
     if missing:
-        raise ValueError(f"LoRA weights do not fit this model (e.g. {missing[0]}): attach the same targets and rank first")
+        raise ValueError(
+            f"LoRA weights do not fit this model (e.g. {missing[0]}): attach the same targets and rank first"
+        )
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)

@@ -45,8 +45,12 @@ class LTXI2VGenerator(DiffusersI2VGenerator):
         pipe = self.pipe
         h, w, _ = self._size(condition)
         device = pipe.transformer.device
-        embeds, mask, _, _ = pipe.encode_prompt(condition.prompt or "", do_classifier_free_guidance=False,
-                                                max_sequence_length=self.max_sequence_length, device=device)
+        embeds, mask, _, _ = pipe.encode_prompt(
+            condition.prompt or "",
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=device,
+        )
         image = pipe.video_processor.preprocess(first_frame_pil(condition.first_frame), height=h, width=w).to(device)
         encoded = retrieve_latents(pipe.vae.encode(image[:, :, None]), sample_mode="argmax")
         encoded = pipe._normalize_latents(encoded, pipe.vae.latents_mean, pipe.vae.latents_std)
@@ -64,17 +68,33 @@ class LTXI2VGenerator(DiffusersI2VGenerator):
         latents = pipe._pack_latents(image_latents.expand(-1, -1, f, -1, -1) * first + noise * (1 - first), p, pt)
         cond_mask = pipe._pack_latents(first, p, pt).squeeze(-1)
         config = self.scheduler.config
-        mu = calculate_shift(f * h * w, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                             config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+        mu = calculate_shift(
+            f * h * w,
+            config.get("base_image_seq_len", 256),
+            config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5),
+            config.get("max_shift", 1.15),
+        )
         self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / self.steps, self.steps), mu=mu, device=noise.device)
-        rope = (pipe.vae_temporal_compression_ratio / self.frame_rate, pipe.vae_spatial_compression_ratio,
-                pipe.vae_spatial_compression_ratio)
+        rope = (
+            pipe.vae_temporal_compression_ratio / self.frame_rate,
+            pipe.vae_spatial_compression_ratio,
+            pipe.vae_spatial_compression_ratio,
+        )
         for i, t in enumerate(self.scheduler.timesteps):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i >= self.steps - grad_steps):
                 timestep = t.expand(latents.shape[0])[:, None] * (1 - cond_mask)
-                velocity = pipe.transformer(hidden_states=latents, encoder_hidden_states=embeds, timestep=timestep,
-                                            encoder_attention_mask=text_mask, num_frames=f, height=h, width=w,
-                                            rope_interpolation_scale=rope, return_dict=False)[0]
+                velocity = pipe.transformer(
+                    hidden_states=latents,
+                    encoder_hidden_states=embeds,
+                    timestep=timestep,
+                    encoder_attention_mask=text_mask,
+                    num_frames=f,
+                    height=h,
+                    width=w,
+                    rope_interpolation_scale=rope,
+                    return_dict=False,
+                )[0]
                 velocity = pipe._unpack_latents(velocity, f, h, w, p, pt)
                 unpacked = pipe._unpack_latents(latents, f, h, w, p, pt)
                 stepped = self.scheduler.step(velocity[:, :, 1:], t, unpacked[:, :, 1:], return_dict=False)[0]
@@ -83,7 +103,8 @@ class LTXI2VGenerator(DiffusersI2VGenerator):
             latents = pipe._unpack_latents(latents, f, h, w, p, pt)
             if self.decoder is not None:
                 return self.decoder(latents)
-            latents = pipe._denormalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std,
-                                                pipe.vae.config.scaling_factor)
+            latents = pipe._denormalize_latents(
+                latents, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
+            )
             timestep = latents.new_zeros(latents.shape[0]) if pipe.vae.config.timestep_conditioning else None
             return latents_to_video(pipe.vae.decode(latents, timestep, return_dict=False)[0])

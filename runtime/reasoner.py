@@ -69,8 +69,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, T*h*w, C]
-        q, k, v = (proj(tokens).view(b, -1, self.heads, c // self.heads).transpose(1, 2)
-                   for proj in (self.to_q, self.to_k, self.to_v))
+        q, k, v = (
+            proj(tokens).view(b, -1, self.heads, c // self.heads).transpose(1, 2)
+            for proj in (self.to_q, self.to_k, self.to_v)
+        )
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, -1, c)
         return x + self.to_out[0](out).transpose(1, 2).reshape(b, c, t, h, w)
 
@@ -81,8 +83,16 @@ class ReasonerModel(ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = True
 
     @register_to_config
-    def __init__(self, patch: int = 4, channels: tuple[int, int] = (96, 160), embed: int = 128, heads: int = 4,
-                 families: int = UNKNOWN_FAMILY + 1, size: int = 32, frames: int = 16):
+    def __init__(
+        self,
+        patch: int = 4,
+        channels: tuple[int, int] = (96, 160),
+        embed: int = 128,
+        heads: int = 4,
+        families: int = UNKNOWN_FAMILY + 1,
+        size: int = 32,
+        frames: int = 16,
+    ):
         super().__init__()
         c0, c1 = channels
         tokens = 3 * patch * patch
@@ -114,8 +124,13 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         frames = F.pixel_shuffle(x.transpose(1, 2).flatten(0, 1), self.patch)
         return frames.view(b, t, *frames.shape[1:])
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, first_frame: torch.Tensor,
-                family: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        first_frame: torch.Tensor,
+        family: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """sample [B, T, 3, H, W] (noisy, [-1, 1] scale), timestep [B] in [0, 1000], first_frame [B, 3, H, W]."""
         b, t, _, height, width = sample.shape
         if height % (2 * self.patch) or width % (2 * self.patch):
@@ -149,8 +164,9 @@ class ReasonerModel(ModelMixin, ConfigMixin):
 
 
 def family_ids(families: list[str | None], device=None) -> torch.Tensor:
-    return torch.tensor([FAMILY_IDS.get(f, UNKNOWN_FAMILY) if f else UNKNOWN_FAMILY for f in families],
-                        device=device, dtype=torch.long)
+    return torch.tensor(
+        [FAMILY_IDS.get(f, UNKNOWN_FAMILY) if f else UNKNOWN_FAMILY for f in families], device=device, dtype=torch.long
+    )
 
 
 def make_scheduler():
@@ -159,8 +175,15 @@ def make_scheduler():
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
 
 
-def rollout(model: ReasonerModel, first_frame: torch.Tensor, family: torch.Tensor, noise: torch.Tensor,
-            steps: int = 8, grad_steps: int = 0, scheduler=None) -> torch.Tensor:
+def rollout(
+    model: ReasonerModel,
+    first_frame: torch.Tensor,
+    family: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int = 8,
+    grad_steps: int = 0,
+    scheduler=None,
+) -> torch.Tensor:
     """Euler flow-matching sampling from `noise` [B, T, 3, H, W]; returns videos in [0, 1].
 
     The first `steps - grad_steps` steps run under no_grad; the last `grad_steps` keep the

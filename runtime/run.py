@@ -69,8 +69,10 @@ def task_params(program, task, given: dict[str, float]) -> dict[str, float]:
 def check_out_folder(out: Path, force: bool, resume: bool) -> None:
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not (force or resume):
-        raise RunExistsError(f"{out} already holds a run ({', '.join(existing)}); pass --force to overwrite it "
-                             "or --resume to continue it")
+        raise RunExistsError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --force to overwrite it "
+            "or --resume to continue it"
+        )
     if resume and not (out / "report.json").exists():
         raise RunExistsError(f"{out}: nothing to resume (no report.json)")
 
@@ -80,17 +82,37 @@ def load_resume(out: Path) -> dict:
 
     report = json.loads((out / "report.json").read_text())
     state = json.loads((out / "state" / "state.json").read_text())
-    tensors = load_file(str(out / "state" / "tensors.safetensors")) if (out / "state" / "tensors.safetensors").exists() else {}
+    tensors = (
+        load_file(str(out / "state" / "tensors.safetensors"))
+        if (out / "state" / "tensors.safetensors").exists()
+        else {}
+    )
     best = load_file(str(out / "state" / "best.safetensors"))
     best_lora = {k[5:]: v for k, v in best.items() if k.startswith("lora/")}
     history = [Step(**{k: v for k, v in point.items()}) for point in report["curve"]]
-    return {"step": state["step"], "tensors": tensors, "nfe": report["nfe"], "seconds": report["seconds"],
-            "history": history, "best_video": best["video"], "best_step": report["best_step"],
-            "best_lora": best_lora or None, "method": report["method"]}
+    return {
+        "step": state["step"],
+        "tensors": tensors,
+        "nfe": report["nfe"],
+        "seconds": report["seconds"],
+        "history": history,
+        "best_video": best["video"],
+        "best_step": report["best_step"],
+        "best_lora": best_lora or None,
+        "method": report["method"],
+    }
 
 
-def write_run(out: Path, result: Result, rule_file: str, task: str | None, model: str, settings: Settings,
-              budget: Budget, params: dict[str, float]) -> RunReport:
+def write_run(
+    out: Path,
+    result: Result,
+    rule_file: str,
+    task: str | None,
+    model: str,
+    settings: Settings,
+    budget: Budget,
+    params: dict[str, float],
+) -> RunReport:
     from safetensors.torch import save_file
 
     from ruledsl.compiler.video_io import write_video
@@ -105,16 +127,36 @@ def write_run(out: Path, result: Result, rule_file: str, task: str | None, model
     rules = {}
     for name, before in result.base_report.rules.items():
         after = result.best_report.rules[name]
-        rules[name] = RuleOutcome(role=before.role, before=bool(before.verdict[0]), before_margin=float(before.robustness[0]),
-                                  after=bool(after.verdict[0]), after_margin=float(after.robustness[0]))
+        rules[name] = RuleOutcome(
+            role=before.role,
+            before=bool(before.verdict[0]),
+            before_margin=float(before.robustness[0]),
+            after=bool(after.verdict[0]),
+            after_margin=float(after.robustness[0]),
+        )
     report = RunReport(
-        rule_file=rule_file, task=task, model=model, method=result.method, seed=settings.seed,
-        settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()}, budget=vars(budget),
-        params=params, frames=int(result.best_video.shape[0]),
-        solved_before=bool(result.base_report.satisfied[0]), solved_after=result.solved, rules=rules,
-        best_step=result.best_step, steps=sum(1 for s in result.history if s.index >= 0), nfe=result.nfe,
-        seconds=round(result.seconds, 3), peak_memory_mb=round(_peak_memory_mb(), 1), stop_reason=result.stop_reason,
-        interrupted=result.interrupted, curve=[vars(step) for step in result.history], versions=_versions())
+        rule_file=rule_file,
+        task=task,
+        model=model,
+        method=result.method,
+        seed=settings.seed,
+        settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
+        budget=vars(budget),
+        params=params,
+        frames=int(result.best_video.shape[0]),
+        solved_before=bool(result.base_report.satisfied[0]),
+        solved_after=result.solved,
+        rules=rules,
+        best_step=result.best_step,
+        steps=sum(1 for s in result.history if s.index >= 0),
+        nfe=result.nfe,
+        seconds=round(result.seconds, 3),
+        peak_memory_mb=round(_peak_memory_mb(), 1),
+        stop_reason=result.stop_reason,
+        interrupted=result.interrupted,
+        curve=[vars(step) for step in result.history],
+        versions=_versions(),
+    )
     (out / "report.json").write_text(report.model_dump_json(indent=1) + "\n")
     _plot(out / "curves.png", result)
     state_dir = out / "state"
@@ -163,5 +205,10 @@ def _versions() -> dict[str, str]:
 
     import ruledsl
 
-    return {"ruledsl": ruledsl.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "peft": peft.__version__, "python": platform.python_version()}
+    return {
+        "ruledsl": ruledsl.__version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+    }

@@ -35,14 +35,19 @@ class WanI2VGenerator(DiffusersI2VGenerator):
         pipe = self.pipe
         h, w = self.pixel_size(condition, 2 * pipe.vae_scale_factor_spatial)
         device = pipe.transformer.device
-        prompt_embeds, _ = pipe.encode_prompt(prompt=condition.prompt or "", do_classifier_free_guidance=False,
-                                              max_sequence_length=self.max_sequence_length, device=device)
+        prompt_embeds, _ = pipe.encode_prompt(
+            prompt=condition.prompt or "",
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=device,
+        )
         pil = first_frame_pil(condition.first_frame)
         image_embeds = pipe.encode_image(pil, device).repeat(batch, 1, 1) if pipe.transformer.config.image_dim else None
         image = pipe.video_processor.preprocess(pil, height=h, width=w).to(device, dtype=torch.float32)
         noise = self.initial_noise(condition, 0).expand(batch, -1, -1, -1, -1)
-        outputs = pipe.prepare_latents(image, batch, pipe.vae.config.z_dim, h, w, self.frame_count(condition),
-                                       torch.float32, device, None, noise)
+        outputs = pipe.prepare_latents(
+            image, batch, pipe.vae.config.z_dim, h, w, self.frame_count(condition), torch.float32, device, None, noise
+        )
         return prompt_embeds.repeat(batch, 1, 1), image_embeds, outputs[1:]
 
     def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int = 0) -> torch.Tensor:
@@ -60,8 +65,13 @@ class WanI2VGenerator(DiffusersI2VGenerator):
                 else:
                     model_input = torch.cat([latents, cond[0]], dim=1)
                     timestep = t.expand(latents.shape[0])
-                velocity = pipe.transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
-                                            encoder_hidden_states_image=image_embeds, return_dict=False)[0]
+                velocity = pipe.transformer(
+                    hidden_states=model_input,
+                    timestep=timestep,
+                    encoder_hidden_states=prompt_embeds,
+                    encoder_hidden_states_image=image_embeds,
+                    return_dict=False,
+                )[0]
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
         if expand:
             condition_latents, first_frame_mask = cond

@@ -21,7 +21,6 @@ import torch
 
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.tasks.families import FAMILIES, generate
-from ruledsl.tasks.render import frames_for, render, solution_plan
 from ruledsl.tasks.scorers import score_video
 
 
@@ -38,9 +37,11 @@ def measure(generator: ReasonerGenerator, n: int, splits=("test", "ood")) -> dic
                 scores.append(verdict)
                 failures.update({name.split(".")[-1] for name, value in verdict.checks.items() if value < 1})
             results.setdefault(split, {})[family] = {
-                "n": n, "pass_rate": float(np.mean([s.passed for s in scores])),
+                "n": n,
+                "pass_rate": float(np.mean([s.passed for s in scores])),
                 "mean_score": float(np.mean([s.score for s in scores])),
-                "failures": dict(failures.most_common())}
+                "failures": dict(failures.most_common()),
+            }
     return results
 
 
@@ -61,14 +62,14 @@ large video models, often breaks the task's rules — which test-time optimizati
 - **Architecture**: pseudo-3D conv net on 4×4 pixel patches (spatial 3×3 and temporal 3-tap convolutions,
   FiLM time/family conditioning) with one spatio-temporal self-attention block at the coarse level;
   `ReasonerModel` in `runtime/reasoner.py` (diffusers `ModelMixin` + `ConfigMixin`, safetensors).
-- **Config**: {json.dumps({k: v for k, v in config.items() if not k.startswith('_')})}
-- **Parameters**: {log.get('params', 0) / 1e6:.2f} M
-- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, 8 steps, {config.get('size')}×{config.get('size')} pixels,
+- **Config**: {json.dumps({k: v for k, v in config.items() if not k.startswith("_")})}
+- **Parameters**: {log.get("params", 0) / 1e6:.2f} M
+- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, 8 steps, {config.get("size")}×{config.get("size")} pixels,
   16 frames (more for longer `ood` solutions); {seconds_per_sample:.2f} s per sample on 1 CPU thread.
-- **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed {args.get('seed', '0')}),
+- **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed {args.get("seed", "0")}),
   ground-truth videos at 32×32.
-- **Training**: `python scripts/train_reasoner.py --out {path} --minutes {args.get('minutes', '?')}` —
-  {log.get('steps', '?')} steps of batch {args.get('batch', '?')} in {log.get('minutes', '?')} min on {args.get('threads', '1')} CPU thread(s);
+- **Training**: `python scripts/train_reasoner.py --out {path} --minutes {args.get("minutes", "?")}` —
+  {log.get("steps", "?")} steps of batch {args.get("batch", "?")} in {log.get("minutes", "?")} min on {args.get("threads", "1")} CPU thread(s);
   loss weights moving pixels ×10; EMA weights.
 
 Samples: `docs/reasoner_samples.png` — rows alternate ground truth and the model (noise seed 0) for `test`
@@ -77,7 +78,7 @@ with blur, stray pieces and duplicates in mid-motion.
 
 ## Base results (independent scorers, `python scripts/model_card.py {path}`)
 
-Held-out instances 0..{next(iter(next(iter(results.values())).values()))['n'] - 1} of each split, noise seed 0, frames rendered at 64×64 and
+Held-out instances 0..{next(iter(next(iter(results.values())).values()))["n"] - 1} of each split, noise seed 0, frames rendered at 64×64 and
 fed to the model at 32×32. Failure kinds are the scorer checks that failed (see docs/tasks.md).
 
 | split | family | pass rate | mean score | most common failures |
@@ -98,8 +99,12 @@ def main() -> None:
         generator.sample(condition_from_instance(generate("maze", 0, 0, "test")), seed=0)
     seconds = time.perf_counter() - start
     results = measure(generator, args.n)
-    log = json.loads((args.path / "training_log.json").read_text()) if (args.path / "training_log.json").exists() else {}
-    (args.path / "results.json").write_text(json.dumps({"seconds_per_sample": seconds, "results": results}, indent=1) + "\n")
+    log = (
+        json.loads((args.path / "training_log.json").read_text()) if (args.path / "training_log.json").exists() else {}
+    )
+    (args.path / "results.json").write_text(
+        json.dumps({"seconds_per_sample": seconds, "results": results}, indent=1) + "\n"
+    )
     (args.path / "README.md").write_text(card(args.path, results, log, seconds))
     print((args.path / "README.md").read_text())
 

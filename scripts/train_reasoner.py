@@ -53,8 +53,10 @@ def evaluate(model: ReasonerModel, per_family: int = 5, seed: int = 0, split: st
                 video = rollout(model, first, torch.tensor([FAMILY_IDS[family]]), noise, steps=steps)
                 frames_np = (video[0].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
                 scores.append(score_video(frames_np, instance.to_dict()))
-            results[family] = {"pass_rate": float(np.mean([s.passed for s in scores])),
-                               "mean_score": float(np.mean([s.score for s in scores]))}
+            results[family] = {
+                "pass_rate": float(np.mean([s.passed for s in scores])),
+                "mean_score": float(np.mean([s.score for s in scores])),
+            }
     model.train()
     return results
 
@@ -82,8 +84,12 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     budget = args.minutes * 60
     start = last_log = last_eval = time.time()
-    log = {"args": {k: str(v) for k, v in vars(args).items()}, "params": sum(p.numel() for p in model.parameters()),
-           "losses": [], "evals": []}
+    log = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "params": sum(p.numel() for p in model.parameters()),
+        "losses": [],
+        "evals": [],
+    }
     step, running = 0, []
     while time.time() - start < budget and (args.max_steps is None or step < args.max_steps):
         instances, video = batch_of_tasks(rng, args.batch, args.seed)
@@ -97,7 +103,11 @@ def main() -> None:
         moving = ((x0 - first[:, None]).abs().sum(2, keepdim=True) > 0.1).float()
         weight = 1 + MOVING_WEIGHT * moving
         loss = (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - start) / budget))))
+        lr = (
+            args.lr
+            * min(1.0, (step + 1) / 200)
+            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - start) / budget))))
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
@@ -114,12 +124,19 @@ def main() -> None:
         if now - last_log > 60:
             elapsed = now - start
             log["losses"].append({"step": step, "minutes": round(elapsed / 60, 2), "loss": float(np.mean(running))})
-            print(f"step {step:6d}  {elapsed / 60:5.1f} min  loss {np.mean(running):.4f}  {step / elapsed:.2f} steps/s  lr {lr:.2e}", flush=True)
+            print(
+                f"step {step:6d}  {elapsed / 60:5.1f} min  loss {np.mean(running):.4f}  {step / elapsed:.2f} steps/s  lr {lr:.2e}",
+                flush=True,
+            )
             running, last_log = [], now
         if now - last_eval > args.eval_minutes * 60:
             result = evaluate(ema, args.eval_per_family, seed=args.seed)
             log["evals"].append({"step": step, "minutes": round((now - start) / 60, 2), "test": result})
-            print(f"eval at step {step}: " + ", ".join(f"{f} {r['pass_rate']:.0%}/{r['mean_score']:.2f}" for f, r in result.items()), flush=True)
+            print(
+                f"eval at step {step}: "
+                + ", ".join(f"{f} {r['pass_rate']:.0%}/{r['mean_score']:.2f}" for f, r in result.items()),
+                flush=True,
+            )
             last_eval = time.time()
     log["steps"], log["minutes"] = step, round((time.time() - start) / 60, 2)
     args.out.mkdir(parents=True, exist_ok=True)

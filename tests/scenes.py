@@ -9,9 +9,18 @@ from __future__ import annotations
 import torch
 
 COLORS = {
-    "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0),
-    "grey": (128, 128, 128), "purple": (128, 0, 128), "blue": (0, 0, 255), "orange": (255, 165, 0),
-    "blue_pad": (128, 192, 255), "orange_pad": (255, 217, 160), "yellow": (255, 255, 0), "brown": (139, 69, 19),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "grey": (128, 128, 128),
+    "purple": (128, 0, 128),
+    "blue": (0, 0, 255),
+    "orange": (255, 165, 0),
+    "blue_pad": (128, 192, 255),
+    "orange_pad": (255, 217, 160),
+    "yellow": (255, 255, 0),
+    "brown": (139, 69, 19),
 }
 
 
@@ -23,17 +32,17 @@ class Scene:
         self.sprites: list[tuple[str, list, dict]] = []
         self.edits: list[tuple[str, list, range]] = []
 
-    def paint(self, color: str, cells) -> "Scene":
+    def paint(self, color: str, cells) -> Scene:
         self.static.append((color, list(cells)))
         return self
 
-    def sprite(self, color: str, path, sizes: dict | None = None) -> "Scene":
+    def sprite(self, color: str, path, sizes: dict | None = None) -> Scene:
         """`path`: one (row, col) or None per frame; `sizes`: {frame: side in pixels} overrides."""
         assert len(path) == self.frames, (len(path), self.frames)
         self.sprites.append((color, list(path), dict(sizes or {})))
         return self
 
-    def repaint(self, color: str, cells, frames) -> "Scene":
+    def repaint(self, color: str, cells, frames) -> Scene:
         """Change static cells from some frame on (drawn under the sprites)."""
         self.edits.append((color, list(cells), frames))
         return self
@@ -42,7 +51,7 @@ class Scene:
         side = side or self.px
         off = (self.px - side) // 2
         y, x = row * self.px + off, col * self.px + off
-        video[0, t, :, y:y + side, x:x + side] = torch.tensor(COLORS[color], dtype=video.dtype)[:, None, None] / 255
+        video[0, t, :, y : y + side, x : x + side] = torch.tensor(COLORS[color], dtype=video.dtype)[:, None, None] / 255
 
     def render(self) -> torch.Tensor:
         size = self.cells * self.px

@@ -5,14 +5,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import EXAMPLES, ROOT
 from typer.testing import CliRunner
 
 from ruledsl.cli import app
 from ruledsl.diagnostics import CODES
 from ruledsl.docs import render_into
 from ruledsl.source import MAX_SOURCE_BYTES
-
-from conftest import EXAMPLES, ROOT
 
 runner = CliRunner()
 BAD = "object agent = color(#ff0000)\ngoal reach: at end inside(agnt, goal)\n"
@@ -51,18 +50,32 @@ def test_check_json_has_stable_fields(tmp_path):
     items = json.loads(result.stdout)
     assert sorted(d["code"] for d in items) == ["E201", "E201", "W101"]  # agnt, goal; agent unused
     for item in items:
-        assert list(item) == ["file", "line", "column", "end_line", "end_column", "start", "end",
-                              "code", "severity", "message", "hint"]
+        assert list(item) == [
+            "file",
+            "line",
+            "column",
+            "end_line",
+            "end_column",
+            "start",
+            "end",
+            "code",
+            "severity",
+            "message",
+            "hint",
+        ]
         assert item["file"] == str(bad) and item["code"] in CODES
     undefined = [d for d in items if "agnt" in d["message"]][0]
     assert (undefined["line"], undefined["column"], undefined["severity"]) == (2, 27, "error")
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "no such file"),
-    (b"goal r: \xff\xfe at end\n", "not UTF-8"),
-    (b"#" * (MAX_SOURCE_BYTES + 1), "limit"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "no such file"),
+        (b"goal r: \xff\xfe at end\n", "not UTF-8"),
+        (b"#" * (MAX_SOURCE_BYTES + 1), "limit"),
+    ],
+)
 def test_usage_and_io_problems_exit_2(tmp_path, content, words):
     path = tmp_path / "x.rule"
     if content is not None:

@@ -1,10 +1,9 @@
 """Every diagnostic code: a program that triggers it, and the span it must point at."""
 
 import pytest
+from helpers import assert_valid_spans, checked
 
 from ruledsl.diagnostics import CODES
-
-from helpers import assert_valid_spans, checked
 
 HEAD = "object agent = color(#ff0000)\nregion goal = color(#00ff00) at start\n"
 REACH = "goal reach: at end inside(agent, goal)\n"
@@ -16,25 +15,51 @@ CASES = {
     "E103": (HEAD + "goal reach: at end inside(agent,\n", 3, 33, None, "unexpected end of input"),
     "E201": (HEAD + "goal reach: at end inside(agnt, goal)\n", 3, 27, 31, "undefined name `agnt`"),
     "E202": (HEAD + "region goal = box(0, 0, 1, 1)\n" + REACH, 3, 8, 12, "`goal` is defined twice"),
-    "E203": (HEAD + "objects all = [agent]\n" + REACH + "process p: forall agent in all: persists(agent)\n",
-             5, 19, 24, "`agent` already names an object"),
+    "E203": (
+        HEAD + "objects all = [agent]\n" + REACH + "process p: forall agent in all: persists(agent)\n",
+        5,
+        19,
+        24,
+        "`agent` already names an object",
+    ),
     "E204": (HEAD + "goal reach: at end insde(agent, goal)\n", 3, 20, 25, "unknown function `insde`"),
-    "E205": ("object agent = color(#ff0000)\ngoal reach: at end inside(agent, goal)\nregion goal = color(#00ff00) at start\n",
-             2, 34, 38, "used before its definition"),
-    "E301": (HEAD + "goal reach: at end inside(agent, 0.5)\n", 3, 34, 37, "argument `b` of `inside` must be a region, got a number"),
+    "E205": (
+        "object agent = color(#ff0000)\ngoal reach: at end inside(agent, goal)\nregion goal = color(#00ff00) at start\n",
+        2,
+        34,
+        38,
+        "used before its definition",
+    ),
+    "E301": (
+        HEAD + "goal reach: at end inside(agent, 0.5)\n",
+        3,
+        34,
+        37,
+        "argument `b` of `inside` must be a region, got a number",
+    ),
     "E302": (HEAD + REACH + "process p: always persists()\n", 4, 19, 29, "missing argument `o`"),
     "E303": (HEAD + "goal reach: at end inside(agent, goal, fraq=0.5)\n", 3, 40, 48, "no parameter `fraq`"),
     "E304": (HEAD + REACH + "process p: always speed(agent) + goal <= 1\n", 4, 19, 38, "`+` needs two numbers"),
     "E305": (HEAD + REACH + "process p: speed(agent)\n", 4, 12, 24, "not a formula"),
     "E306": (HEAD + REACH + "process p: during [0, 0.5] persists(agent)\n", 4, 19, 27, "mixes a frame and a fraction"),
     "E307": (HEAD + REACH + "process p: during [5, 2] persists(agent)\n", 4, 19, 25, "is empty"),
-    "E308": (HEAD + "object key = color(#ffff00) at start\n" + REACH + "process p: always persists(key)\n",
-             3, 32, 37, "cannot be taken `at start`"),
+    "E308": (
+        HEAD + "object key = color(#ffff00) at start\n" + REACH + "process p: always persists(key)\n",
+        3,
+        32,
+        37,
+        "cannot be taken `at start`",
+    ),
     "E309": (HEAD + "goal reach: at end inside(agent, goal, frac=1.5)\n", 3, 45, 48, "outside [0, 1]"),
     "W101": (HEAD + "region unused = box(0, 0, 1, 1)\n" + REACH, 3, 8, 14, "`unused` is never used"),
     "W102": (HEAD + "process p: always persists(agent) and inside(agent, goal)\n", 1, 1, None, "no `goal` rule"),
-    "W103": ("object red = color(#ff0000)\nregion goal = color(#00ff00) at start\ngoal reach: at end inside(red, goal)\n",
-             1, 8, 11, "shadows the built-in colour"),
+    "W103": (
+        "object red = color(#ff0000)\nregion goal = color(#00ff00) at start\ngoal reach: at end inside(red, goal)\n",
+        1,
+        8,
+        11,
+        "shadows the built-in colour",
+    ),
 }
 
 
@@ -105,7 +130,9 @@ def test_params_fold_and_type():
 
 def test_rule_weight_must_be_positive_constant():
     assert [d.code for d in checked(HEAD + "goal reach: at end inside(agent, goal) weight 0\n").errors] == ["E309"]
-    assert [d.code for d in checked(HEAD + "goal reach: at end inside(agent, goal) weight area(agent)\n").errors] == ["E304"]
+    assert [d.code for d in checked(HEAD + "goal reach: at end inside(agent, goal) weight area(agent)\n").errors] == [
+        "E304"
+    ]
 
 
 def test_types_are_recorded_for_the_compiler():

@@ -4,18 +4,17 @@ getting gradients through the last steps and the VAE, and the optimization loop.
 
 import pytest
 import torch
+from tiny_cogvideox import tiny_cogvideox_pipeline
+from tiny_ltx import tiny_ltx_pipeline
+from tiny_wan import tiny_wan_pipeline
 
 import ruledsl
 from ruledsl.runtime.cogvideox import CogVideoXI2VGenerator
 from ruledsl.runtime.generators import Condition
+from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.lora import attach_lora, detach_lora
 from ruledsl.runtime.ltx import LTXI2VGenerator
-from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.wan import WanI2VGenerator
-
-from tiny_cogvideox import tiny_cogvideox_pipeline
-from tiny_ltx import tiny_ltx_pipeline
-from tiny_wan import tiny_wan_pipeline
 
 RULES = "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.3\n"
 ADAPTERS = {
@@ -64,7 +63,9 @@ def test_lora_starts_at_the_base_and_gets_gradients(generator, condition):
 
 
 def test_optimize_runs(generator, condition):
-    result = optimize(ruledsl.loads(RULES).compile(), condition, generator, Budget(steps=2), Settings(rank=4, grad_steps=1))
+    result = optimize(
+        ruledsl.loads(RULES).compile(), condition, generator, Budget(steps=2), Settings(rank=4, grad_steps=1)
+    )
     assert [s.index for s in result.history][:2] == [-1, 0]
     assert result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(1)
     assert not any("lora_" in n for n, _ in generator.denoiser.named_parameters())

@@ -4,13 +4,12 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT
+from test_examples import maze, row
 from typer.testing import CliRunner
 
 from ruledsl.cli import app
 from ruledsl.compiler.video_io import read_video, write_video
-
-from conftest import ROOT
-from test_examples import maze, row
 
 runner = CliRunner()
 MAZE = ROOT / "examples" / "maze.rule"
@@ -86,13 +85,16 @@ def test_compile_prints_the_ir():
     assert "snapshot(color(#ffff00, tol=12), start)" in result.stdout
 
 
-@pytest.mark.parametrize("video, words", [
-    (torch.rand(8, 3, 16, 16), "add a batch dimension"),
-    (torch.rand(1, 8, 4, 16, 16), "3 colour channels"),
-    (torch.full((1, 2, 3, 4, 4), float("nan")), "NaN"),
-    (torch.rand(1, 2, 3, 4, 4) * 2 - 1, "[-1, 1]"),
-    ((torch.rand(1, 2, 3, 4, 4) * 255).to(torch.uint8), "divide uint8"),
-])
+@pytest.mark.parametrize(
+    "video, words",
+    [
+        (torch.rand(8, 3, 16, 16), "add a batch dimension"),
+        (torch.rand(1, 8, 4, 16, 16), "3 colour channels"),
+        (torch.full((1, 2, 3, 4, 4), float("nan")), "NaN"),
+        (torch.rand(1, 2, 3, 4, 4) * 2 - 1, "[-1, 1]"),
+        ((torch.rand(1, 2, 3, 4, 4) * 255).to(torch.uint8), "divide uint8"),
+    ],
+)
 def test_shape_and_value_checks(video, words):
     import ruledsl
     from ruledsl.compiler.program import VideoError

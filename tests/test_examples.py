@@ -3,11 +3,10 @@ video that breaks exactly that rule — the report must single it out, with the 
 
 import pytest
 import torch
-
-import ruledsl
-
 from conftest import ROOT
 from scenes import Scene, border
+
+import ruledsl
 
 
 def row(r, cols):
@@ -66,51 +65,68 @@ def key_door(path=None, sizes=None):
 SMALL_AT_3 = {3: 4}  # the sprite shrinks to 4x4 pixels (25 % of its area) at frame 3
 
 CASES = {
-    "maze": (maze, {
-        "reach": (dict(path=row(3, [1, 2, 3, 4, 5, 5, 5, 5])), [(7, 7)]),
-        "legal": (dict(path=[(3, 1), (3, 2), (3, 3), (2, 3), (3, 3), (3, 4), (3, 5), (3, 6)]), [(3, 3)]),
-        "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
-        "fixed": (dict(erased=True), [(5, 7)]),
-        "steady": (dict(path=row(3, [1, 2, 4, 5, 6, 6, 6, 6])), [(1, 1)]),
-        "straight": (dict(path=[(3, 1), (3, 2), (4, 3), (3, 4), (3, 5), (3, 6), (3, 6), (3, 6)]), [(1, 2)]),
-    }),
-    "grid_path": (grid_path, {
-        "reach": (dict(path=GRID_PATH[:6] + [(2, 6), (2, 6)]), [(7, 7)]),
-        "no_blocked": (dict(path=row(4, [2, 3, 4]) + [(3, 4), (3, 5), (3, 6), (2, 6), (1, 6)]), [(3, 3)]),
-        "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
-        "grid_moves": (dict(path=row(4, [2, 3, 5, 6]) + [(3, 6), (2, 6), (1, 6), (1, 6)]), [(1, 1)]),
-        "arrive_once": (dict(path=[(3, 6), (2, 6), (1, 6), (2, 6), (1, 6), (1, 6), (1, 6), (1, 6)]), [(2, 2)]),
-        "fixed": (dict(erased=True), [(5, 7)]),
-    }),
-    "avoid": (avoid, {
-        "reach": (dict(path=row(4, [0, 1, 2, 3, 4, 5, 6, 6])), [(7, 7)]),
-        "clear": (dict(path=row(4, range(5)) + [(3, 5), (4, 6), (4, 7)]), [(5, 5)]),
-        "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
-        "steady": (dict(path=row(4, [0, 1, 2, 4, 5, 6, 7, 7])), [(2, 2)]),
-        "fixed": (dict(erased=True), [(5, 7)]),
-    }),
-    "two_targets": (two_targets, {
-        "blue_home": (dict(blue=row(2, [1, 2, 3, 4, 4, 4, 4, 4])), [(7, 7)]),
-        "orange_home": (dict(orange=row(5, [1, 2, 3, 4, 4, 4, 4, 4])), [(7, 7)]),
-        "intact": (dict(sizes=SMALL_AT_3), [(3, 3)]),
-        "no_walls": (dict(blue=[(2, 1), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 5)]), [(1, 1)]),
-        "steady": (dict(blue=row(2, [1, 3, 4, 5, 5, 5, 5, 5])), [(0, 0)]),
-        "apart": (dict(orange=[(5, 1), (4, 2), (3, 3), (4, 4), (5, 5), (5, 5), (5, 5), (5, 5)]), [(2, 2)]),
-    }),
-    "key_door": (key_door, {
-        "reach": (dict(path=KEY_PATH[:5] + [(4, 5), (4, 5), (4, 5)]), [(7, 7)]),
-        "key_first": (dict(path=row(4, [1, 2, 3, 4, 5, 6, 6, 6])), [(3, 7)]),
-        "legal": (dict(path=KEY_PATH[:5] + [(3, 5), (4, 6), (4, 6)]), [(5, 5)]),
-        "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
-        "steady": (dict(path=[(4, 1), (3, 1), (4, 2), (4, 4), (4, 5), (4, 6), (4, 6), (4, 6)]), [(2, 2)]),
-    }),
+    "maze": (
+        maze,
+        {
+            "reach": (dict(path=row(3, [1, 2, 3, 4, 5, 5, 5, 5])), [(7, 7)]),
+            "legal": (dict(path=[(3, 1), (3, 2), (3, 3), (2, 3), (3, 3), (3, 4), (3, 5), (3, 6)]), [(3, 3)]),
+            "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
+            "fixed": (dict(erased=True), [(5, 7)]),
+            "steady": (dict(path=row(3, [1, 2, 4, 5, 6, 6, 6, 6])), [(1, 1)]),
+            "straight": (dict(path=[(3, 1), (3, 2), (4, 3), (3, 4), (3, 5), (3, 6), (3, 6), (3, 6)]), [(1, 2)]),
+        },
+    ),
+    "grid_path": (
+        grid_path,
+        {
+            "reach": (dict(path=GRID_PATH[:6] + [(2, 6), (2, 6)]), [(7, 7)]),
+            "no_blocked": (dict(path=row(4, [2, 3, 4]) + [(3, 4), (3, 5), (3, 6), (2, 6), (1, 6)]), [(3, 3)]),
+            "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
+            "grid_moves": (dict(path=row(4, [2, 3, 5, 6]) + [(3, 6), (2, 6), (1, 6), (1, 6)]), [(1, 1)]),
+            "arrive_once": (dict(path=[(3, 6), (2, 6), (1, 6), (2, 6), (1, 6), (1, 6), (1, 6), (1, 6)]), [(2, 2)]),
+            "fixed": (dict(erased=True), [(5, 7)]),
+        },
+    ),
+    "avoid": (
+        avoid,
+        {
+            "reach": (dict(path=row(4, [0, 1, 2, 3, 4, 5, 6, 6])), [(7, 7)]),
+            "clear": (dict(path=row(4, range(5)) + [(3, 5), (4, 6), (4, 7)]), [(5, 5)]),
+            "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
+            "steady": (dict(path=row(4, [0, 1, 2, 4, 5, 6, 7, 7])), [(2, 2)]),
+            "fixed": (dict(erased=True), [(5, 7)]),
+        },
+    ),
+    "two_targets": (
+        two_targets,
+        {
+            "blue_home": (dict(blue=row(2, [1, 2, 3, 4, 4, 4, 4, 4])), [(7, 7)]),
+            "orange_home": (dict(orange=row(5, [1, 2, 3, 4, 4, 4, 4, 4])), [(7, 7)]),
+            "intact": (dict(sizes=SMALL_AT_3), [(3, 3)]),
+            "no_walls": (dict(blue=[(2, 1), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 5)]), [(1, 1)]),
+            "steady": (dict(blue=row(2, [1, 3, 4, 5, 5, 5, 5, 5])), [(0, 0)]),
+            "apart": (dict(orange=[(5, 1), (4, 2), (3, 3), (4, 4), (5, 5), (5, 5), (5, 5), (5, 5)]), [(2, 2)]),
+        },
+    ),
+    "key_door": (
+        key_door,
+        {
+            "reach": (dict(path=KEY_PATH[:5] + [(4, 5), (4, 5), (4, 5)]), [(7, 7)]),
+            "key_first": (dict(path=row(4, [1, 2, 3, 4, 5, 6, 6, 6])), [(3, 7)]),
+            "legal": (dict(path=KEY_PATH[:5] + [(3, 5), (4, 6), (4, 6)]), [(5, 5)]),
+            "persist": (dict(sizes=SMALL_AT_3), [(3, 3)]),
+            "steady": (dict(path=[(4, 1), (3, 1), (4, 2), (4, 4), (4, 5), (4, 6), (4, 6), (4, 6)]), [(2, 2)]),
+        },
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def programs():
     # The scenes are 8 x 8 cells of 8 pixels: a cell is 1/8 of the frame.
-    return {family: ruledsl.load(ROOT / "examples" / f"{family}.rule").compile(params={"cell": 1 / 8}) for family in CASES}
+    return {
+        family: ruledsl.load(ROOT / "examples" / f"{family}.rule").compile(params={"cell": 1 / 8}) for family in CASES
+    }
 
 
 def test_every_rule_of_every_example_has_a_violation_case(programs):

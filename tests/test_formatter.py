@@ -1,12 +1,11 @@
 """`ruledsl fmt`: idempotent, keeps the AST and the comments."""
 
 import pytest
+from conftest import EXAMPLES
 
 from ruledsl.formatter import format_source
 from ruledsl.parser import parse
 from ruledsl.source import Source
-
-from conftest import EXAMPLES
 
 
 def fmt(text: str) -> str:
@@ -40,19 +39,22 @@ def test_layout_and_minimal_parentheses():
     )
 
 
-@pytest.mark.parametrize("formula", [
-    "(always persists(a)) and single(a)",
-    "persists(a) and (always single(a))",
-    "(persists(a) implies single(a)) implies persists(a)",
-    "persists(a) implies single(a) implies persists(a)",
-    "not (persists(a) and single(a))",
-    "(not persists(a)) until single(a)",
-    "persists(a) or (single(a) or persists(a))",
-    "speed(a) <= 1 - (0.5 - 0.25)",
-    "speed(a) <= -(-1) * 2 / (3 * 4)",
-    "during [0.5, end] (eventually single(a)) and persists(a)",
-    "inside(a, not (g | g) & g - (g - g))",
-])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "(always persists(a)) and single(a)",
+        "persists(a) and (always single(a))",
+        "(persists(a) implies single(a)) implies persists(a)",
+        "persists(a) implies single(a) implies persists(a)",
+        "not (persists(a) and single(a))",
+        "(not persists(a)) until single(a)",
+        "persists(a) or (single(a) or persists(a))",
+        "speed(a) <= 1 - (0.5 - 0.25)",
+        "speed(a) <= -(-1) * 2 / (3 * 4)",
+        "during [0.5, end] (eventually single(a)) and persists(a)",
+        "inside(a, not (g | g) & g - (g - g))",
+    ],
+)
 def test_parentheses_keep_the_tree(formula):
     text = f"object a = color(#ff0000)\nregion g = color(#00ff00) at start\ngoal r: {formula}\n"
     once = fmt(text)

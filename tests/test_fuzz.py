@@ -2,15 +2,15 @@
 
 import re
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import EXAMPLES
+from helpers import assert_valid_spans
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ruledsl.checker import check
 from ruledsl.formatter import format_source
 from ruledsl.parser import ParseError, parse
 from ruledsl.source import Source
-
-from conftest import EXAMPLES
-from helpers import assert_valid_spans
 
 TOKENS = re.compile(r'"[^"\n]*"|#[0-9a-fA-F]{6}|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|<=|>=|\S|\n')
 EXAMPLE_TOKENS = [TOKENS.findall(p.read_text()) for p in EXAMPLES]

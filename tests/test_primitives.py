@@ -107,8 +107,10 @@ def test_degenerate_inputs_give_finite_loss_and_gradient(case, image_path):
 
 
 def test_absent_entity_fails_instead_of_nan(image_path):
-    program = loads("object a = color(#ff0000)\nregion g = color(#00ff00) at start\n"
-                    "goal reach: at end inside(a, g)\nprocess p: always persists(a)\n").compile()
+    program = loads(
+        "object a = color(#ff0000)\nregion g = color(#00ff00) at start\n"
+        "goal reach: at end inside(a, g)\nprocess p: always persists(a)\n"
+    ).compile()
     report = program(torch.ones(1, 3, 3, 8, 8))  # white: neither red nor green anywhere
     assert not bool(report.satisfied[0])
     assert report.failed_rules() == ["reach", "p"]

@@ -6,15 +6,13 @@ import sys
 
 import pytest
 import torch
-
-from ruledsl.runtime.generators import DEFAULT_REASONER, ReasonerGenerator
-from ruledsl.runtime.lora import attach_lora, detach_lora
-from ruledsl.runtime.generators import condition_from_instance
-from ruledsl.runtime.reasoner import ReasonerModel
-from ruledsl.tasks import generate
+from conftest import ROOT
 
 import ruledsl
-from conftest import ROOT
+from ruledsl.runtime.generators import DEFAULT_REASONER, ReasonerGenerator, condition_from_instance
+from ruledsl.runtime.lora import attach_lora, detach_lora
+from ruledsl.runtime.reasoner import ReasonerModel
+from ruledsl.tasks import generate
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +54,23 @@ def test_gradients_reach_a_lora(shipped):
 
 def test_training_smoke_run(tmp_path):
     out = tmp_path / "r"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_reasoner.py"), "--out", str(out), "--max-steps", "2",
-                             "--batch", "2", "--eval-minutes", "100"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_reasoner.py"),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch",
+            "2",
+            "--eval-minutes",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     log = json.loads((out / "training_log.json").read_text())
     assert log["steps"] == 2

@@ -9,15 +9,17 @@ from typer.testing import CliRunner
 import ruledsl
 from ruledsl.cli import app
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
-from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
+from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
 from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.runtime.run import write_run
 from ruledsl.tasks import generate
 from ruledsl.tasks.layout import write_task
 
 runner = CliRunner()
-RULES = "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
+RULES = (
+    "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
+)
 
 
 def tiny_model(seed=0):
@@ -106,8 +108,10 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
 def test_nfe_accounting_is_shared_across_methods(generator, condition):
     settings = Settings(rank=4, grad_steps=1)
     budget = nfe_budget_for(generator, settings, steps=2)  # 3 + 2 * 5 = 13
-    results = {m: optimize(program(), condition, generator, Budget(steps=10**6, nfe=budget), Settings(method=m, grad_steps=1))
-               for m in ("best-of-n", "noise")}
+    results = {
+        m: optimize(program(), condition, generator, Budget(steps=10**6, nfe=budget), Settings(method=m, grad_steps=1))
+        for m in ("best-of-n", "noise")
+    }
     results["lora"] = optimize(program(), condition, generator, Budget(steps=2), settings)
     assert budget == 13 and results["lora"].nfe == 13
     for method, result in results.items():
@@ -136,7 +140,7 @@ def test_cli_force_and_resume(tmp_path):
     resumed = runner.invoke(app, base + ["--steps", "4", "--grad-steps", "1", "--rank", "4", "--resume"])
     assert resumed.exit_code in (0, 1), resumed.output
     again = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert [c["index"] for c in again["curve"]][:len(report["curve"])] == [c["index"] for c in report["curve"]]
+    assert [c["index"] for c in again["curve"]][: len(report["curve"])] == [c["index"] for c in report["curve"]]
     assert again["nfe"] > report["nfe"]
     forced = runner.invoke(app, base + ["--steps", "1", "--grad-steps", "1", "--rank", "4", "--force"])
     assert forced.exit_code in (0, 1)
@@ -162,10 +166,13 @@ def test_nonfinite_losses_are_skipped_then_stop(generator, condition):
         return report.model_copy(update={"loss": report.loss * float("nan")})
 
     b_sums = []
-    watch = lambda step, report: b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items()
-                                                   if "lora_B" in k))  # noqa: E731
-    result = optimize(nan_loss, condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1, max_nonfinite=3),
-                      on_step=watch)
+
+    def watch(step, report):
+        b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items() if "lora_B" in k))
+
+    result = optimize(
+        nan_loss, condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1, max_nonfinite=3), on_step=watch
+    )
     assert result.stop_reason == "non-finite loss or gradient 3 times in a row"
     assert [s.skipped for s in result.history] == [False, True, True, True]
     assert b_sums[1:] == [0.0, 0.0, 0.0]  # gaussian init has B = 0, and no update was ever applied

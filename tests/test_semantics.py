@@ -1,6 +1,5 @@
 """Temporal operators against a brute-force oracle (plain loops), exact and smooth, every window kind."""
 
-import itertools
 import math
 
 import numpy as np
@@ -76,11 +75,13 @@ def oracle(f, t, lo, hi, traces, tau):
     if isinstance(f, ir.Next):
         return ev(f.body, min(t + 1, hi))
     if isinstance(f, ir.Until):
-        return soft_max([soft_min([ev(f.right, s)] + [ev(f.left, r) for r in range(t, s)], tau)
-                         for s in range(t, hi + 1)], tau)
+        return soft_max(
+            [soft_min([ev(f.right, s)] + [ev(f.left, r) for r in range(t, s)], tau) for s in range(t, hi + 1)], tau
+        )
     if isinstance(f, ir.Release):
-        return soft_min([soft_max([ev(f.right, s)] + [ev(f.left, r) for r in range(t, s)], tau)
-                         for s in range(t, hi + 1)], tau)
+        return soft_min(
+            [soft_max([ev(f.right, s)] + [ev(f.left, r) for r in range(t, s)], tau) for s in range(t, hi + 1)], tau
+        )
     if isinstance(f, ir.At):
         return ev(f.body, resolve(f.time, lo, hi))
     if isinstance(f, ir.During):
@@ -118,7 +119,9 @@ def test_smooth_converges_to_exact(op):
     generator = torch.Generator().manual_seed(7)
     traces = {n: torch.randn(B, T, generator=generator, dtype=torch.float64) for n in "pqr"}
     exact = evaluate(OPERATORS[op], traces, Exact())
-    errors = [float((evaluate(OPERATORS[op], traces, Smooth(tau)) - exact).abs().max()) for tau in (1.0, 0.1, 0.01, 0.001)]
+    errors = [
+        float((evaluate(OPERATORS[op], traces, Smooth(tau)) - exact).abs().max()) for tau in (1.0, 0.1, 0.01, 0.001)
+    ]
     assert all(a >= b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 0.02
 
@@ -126,7 +129,9 @@ def test_smooth_converges_to_exact(op):
 def test_smooth_bounds_exact_from_the_right_side():
     traces = {n: torch.randn(B, T, generator=torch.Generator().manual_seed(3), dtype=torch.float64) for n in "pqr"}
     assert (evaluate(ir.Always(P), traces, Smooth(0.2)) <= evaluate(ir.Always(P), traces, Exact()) + 1e-12).all()
-    assert (evaluate(ir.Eventually(P), traces, Smooth(0.2)) >= evaluate(ir.Eventually(P), traces, Exact()) - 1e-12).all()
+    assert (
+        evaluate(ir.Eventually(P), traces, Smooth(0.2)) >= evaluate(ir.Eventually(P), traces, Exact()) - 1e-12
+    ).all()
 
 
 @pytest.mark.parametrize("op", ["and", "always", "eventually", "until", "release", "always eventually", "not until"])

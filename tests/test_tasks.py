@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.agreement import judge
 from ruledsl.cli import app
 from ruledsl.tasks import FAMILIES, generate
-from benchmarks.agreement import judge
 from ruledsl.tasks.corrupt import KINDS, corrupt
 from ruledsl.tasks.families import neighbours
 from ruledsl.tasks.layout import TaskFolderError, read_task, write_task
@@ -107,7 +107,12 @@ def test_cli_generate_score_corrupt(tmp_path):
     result = runner.invoke(app, ["tasks", "generate", "grid_path", "--n", "2", "--seed", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / "00000").iterdir()) == [
-        "final_frame.png", "first_frame.png", "ground_truth.mp4", "metadata.json", "prompt.txt"]
+        "final_frame.png",
+        "first_frame.png",
+        "ground_truth.mp4",
+        "metadata.json",
+        "prompt.txt",
+    ]
     again = runner.invoke(app, ["tasks", "generate", "grid_path", "--n", "2", "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.stderr
     task = out / "00001"
@@ -118,7 +123,12 @@ def test_cli_generate_score_corrupt(tmp_path):
     assert made.exit_code == 0, made.output
     bad = runner.invoke(app, ["tasks", "score", str(task), str(bad_video)])
     assert bad.exit_code == 1 and "FAIL" in bad.stdout and "does not end on the target" in bad.stdout
-    assert runner.invoke(app, ["tasks", "corrupt", str(task), "--kind", "melt", "--out", str(tmp_path / "x.gif")]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["tasks", "corrupt", str(task), "--kind", "melt", "--out", str(tmp_path / "x.gif")]
+        ).exit_code
+        == 2
+    )
     assert runner.invoke(app, ["tasks", "score", str(tmp_path), str(bad_video)]).exit_code == 2
     assert runner.invoke(app, ["tasks", "list"]).exit_code == 0
 

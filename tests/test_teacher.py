@@ -7,8 +7,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
+from tiny_lm import rule_tokenizer, tiny_causal_lm, tiny_vlm
 from typer.testing import CliRunner
+from vlm_corpus import CASES, PROGRAM, fence
 
 from ruledsl.cli import app
 from ruledsl.parser import ParseError, parse
@@ -21,9 +22,6 @@ from ruledsl.teacher.extract import ExtractionError, extract
 from ruledsl.teacher.palette import palette
 from ruledsl.teacher.prompt import build_prompt
 from ruledsl.teacher.teach import Teacher
-
-from tiny_lm import rule_tokenizer, tiny_causal_lm, tiny_vlm
-from vlm_corpus import CASES, PROGRAM, fence
 
 runner = CliRunner()
 
@@ -60,7 +58,9 @@ def test_palette_finds_the_entities(task):
     assert set(swatches) == {"#000000", "#ffffff", "#ff0000", "#00ff00"}
     agent = swatches["#ff0000"]
     assert 0 < agent.area < 0.05 and all(0 <= v <= 1 for v in agent.box)
-    noisy = np.clip(task.first_frame.astype(int) + np.random.default_rng(0).integers(-6, 7, task.first_frame.shape), 0, 255)
+    noisy = np.clip(
+        task.first_frame.astype(int) + np.random.default_rng(0).integers(-6, 7, task.first_frame.shape), 0, 255
+    )
     assert len(palette(noisy.astype(np.uint8))) == 4  # noise does not invent colours
 
 
@@ -140,7 +140,10 @@ def test_http_recorded_answer_with_image(server, task):
 def test_http_500_then_success(server):
     url, handler = server
     handler.script = [(500, "overloaded", 0), (200, "fine", 0)]
-    assert OpenAIBackend(url, "m", timeout=5, retries=2, backoff=0.01).complete([{"role": "user", "content": "x"}]) == "fine"
+    assert (
+        OpenAIBackend(url, "m", timeout=5, retries=2, backoff=0.01).complete([{"role": "user", "content": "x"}])
+        == "fine"
+    )
     assert len(handler.seen) == 2
 
 
@@ -167,7 +170,9 @@ def test_http_unreachable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(BackendError, match="cannot reach"):
-        OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2, retries=0).complete([{"role": "user", "content": "x"}])
+        OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2, retries=0).complete(
+            [{"role": "user", "content": "x"}]
+        )
 
 
 def test_constrained_decoding_always_parses():
@@ -177,8 +182,9 @@ def test_constrained_decoding_always_parses():
     parsed = {True: 0, False: 0}
     for constrained in (True, False):
         for seed in range(20):
-            backend = TransformersBackend.from_parts(model, tokenizer, constrained=constrained, max_new_tokens=160,
-                                                     temperature=1.0, seed=seed)
+            backend = TransformersBackend.from_parts(
+                model, tokenizer, constrained=constrained, max_new_tokens=160, temperature=1.0, seed=seed
+            )
             text = backend.complete(messages)
             try:
                 parse(Source(text))

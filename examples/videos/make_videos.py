@@ -10,8 +10,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 
-from ruledsl.compiler.video_io import write_video  # noqa: E402
 from scenes import Scene  # noqa: E402  (tests/scenes.py)
+
+from ruledsl.compiler.video_io import write_video  # noqa: E402
 
 
 def maze(path, stray_at=None):

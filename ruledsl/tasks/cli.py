@@ -7,8 +7,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="The task suite: generate instances (VBVR-Bench layout), score videos, corrupt ground truth.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="The task suite: generate instances (VBVR-Bench layout), score videos, corrupt ground truth.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -29,9 +32,14 @@ def list_() -> None:
     for column in ("family", "what", "train", "test", "ood"):
         table.add_column(column)
     for family in FAMILIES.values():
-        table.add_row(family.name, family.description,
-                      *["; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in family.splits[split])
-                        for split in ("train", "test", "ood")])
+        table.add_row(
+            family.name,
+            family.description,
+            *[
+                "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in family.splits[split])
+                for split in ("train", "test", "ood")
+            ],
+        )
     console = Console()
     console.print(table)
     console.print(f"train and test solutions fit {MAX_FRAMES_IN_DISTRIBUTION} frames; ood ones may need more.")
@@ -46,7 +54,9 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Seed of the split's instance stream."),
     split: str = typer.Option("train", "--split", help="train, test or ood."),
     size: int = typer.Option(64, "--size", min=8, help="Frame height and width in pixels."),
-    frames: int = typer.Option(16, "--frames", min=2, help="Frames of the ground truth (more if the solution needs them)."),
+    frames: int = typer.Option(
+        16, "--frames", min=2, help="Frames of the ground truth (more if the solution needs them)."
+    ),
     force: bool = typer.Option(False, "--force", help="Write into an existing non-empty folder."),
 ) -> None:
     """Write instances in the VBVR-Bench layout (first_frame.png, final_frame.png, ground_truth.mp4, prompt.txt, metadata.json)."""
@@ -87,7 +97,9 @@ def score(
     if json_output:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(f"{'PASS' if result.passed else 'FAIL'}  score {result.score:.3f}  ({folder.family}, {frames.shape[0]} frames)")
+        print(
+            f"{'PASS' if result.passed else 'FAIL'}  score {result.score:.3f}  ({folder.family}, {frames.shape[0]} frames)"
+        )
         for reason in result.reasons:
             print(f"  - {reason}")
     raise typer.Exit(0 if result.passed else 1)
@@ -96,7 +108,9 @@ def score(
 @app.command()
 def corrupt(
     task: Path = typer.Argument(..., help="A task folder written by `ruledsl tasks generate`."),
-    kind: str = typer.Option(..., "--kind", help="frozen, vanish, duplicate, color-change, teleport, wall-crossing, wrong-end, stops-early."),
+    kind: str = typer.Option(
+        ..., "--kind", help="frozen, vanish, duplicate, color-change, teleport, wall-crossing, wrong-end, stops-early."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif, or a folder for PNGs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:
@@ -117,8 +131,11 @@ def corrupt(
     meta = folder.metadata
     try:
         plan = make_plan(folder.instance, kind, meta["render"]["frames"])
-        write_frames(out, render(folder.instance, plan, (meta["render"]["height"], meta["render"]["width"])),
-                     fps=meta["render"].get("fps", 4))
+        write_frames(
+            out,
+            render(folder.instance, plan, (meta["render"]["height"], meta["render"]["width"])),
+            fps=meta["render"].get("fps", 4),
+        )
     except ValueError as error:
         _fail(str(error))
     print(f"wrote {out} ({kind})")

@@ -16,7 +16,7 @@ KINDS = {
     "color-change": "the agent turns cyan from half-way on",
     "teleport": "the agent waits at its start, then jumps to the goal in one frame",
     "wall-crossing": "the agent steps into a forbidden cell (wall, blocked cell, obstacle) mid-path "
-                     "(the nearest one if none is next to the path)",
+    "(the nearest one if none is next to the path)",
     "wrong-end": "the agent ends one cell short of its goal",
     "stops-early": "the agent stops half-way along its path",
 }
@@ -92,4 +92,6 @@ def _forbidden_step(instance: Instance, path: list[Cell]) -> tuple[int, Cell]:
     if not forbidden:
         raise ValueError(f"a {instance.family} instance has no forbidden cells to cross")
     # Open grids: the path may run clear of everything; step into the nearest forbidden cell (a jump).
-    return middle, min(sorted(forbidden), key=lambda cell: abs(cell[0] - path[middle][0]) + abs(cell[1] - path[middle][1]))
+    return middle, min(
+        sorted(forbidden), key=lambda cell: abs(cell[0] - path[middle][0]) + abs(cell[1] - path[middle][1])
+    )

@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 Cell = tuple[int, int]
 
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0),
-    "grey": (128, 128, 128), "purple": (128, 0, 128), "blue": (0, 0, 255), "orange": (255, 165, 0),
-    "light_blue": (128, 192, 255), "light_orange": (255, 217, 160), "yellow": (255, 255, 0),
-    "brown": (139, 69, 19), "cyan": (0, 255, 255),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "grey": (128, 128, 128),
+    "purple": (128, 0, 128),
+    "blue": (0, 0, 255),
+    "orange": (255, 165, 0),
+    "light_blue": (128, 192, 255),
+    "light_orange": (255, 217, 160),
+    "yellow": (255, 255, 0),
+    "brown": (139, 69, 19),
+    "cyan": (0, 255, 255),
 }
 
 
@@ -63,26 +72,56 @@ class Instance:
 
     def to_dict(self) -> dict:
         return {
-            "family": self.family, "split": self.split, "index": self.index, "seed": self.seed,
-            "grid": {"rows": self.rows, "cols": self.cols}, "background": self.background,
-            "static": {role: {"color": self.static_colors[role], "rgb": PALETTE[self.static_colors[role]],
-                              "cells": [list(c) for c in cells]} for role, cells in self.static.items()},
-            "movers": {name: {"color": m.color, "rgb": PALETTE[m.color], "start_frame": m.start_frame,
-                              "path": [list(c) for c in m.path]} for name, m in self.movers.items()},
-            "forbidden": self.forbidden, "targets": self.targets, "prompt": self.prompt, "params": self.params,
+            "family": self.family,
+            "split": self.split,
+            "index": self.index,
+            "seed": self.seed,
+            "grid": {"rows": self.rows, "cols": self.cols},
+            "background": self.background,
+            "static": {
+                role: {
+                    "color": self.static_colors[role],
+                    "rgb": PALETTE[self.static_colors[role]],
+                    "cells": [list(c) for c in cells],
+                }
+                for role, cells in self.static.items()
+            },
+            "movers": {
+                name: {
+                    "color": m.color,
+                    "rgb": PALETTE[m.color],
+                    "start_frame": m.start_frame,
+                    "path": [list(c) for c in m.path],
+                }
+                for name, m in self.movers.items()
+            },
+            "forbidden": self.forbidden,
+            "targets": self.targets,
+            "prompt": self.prompt,
+            "params": self.params,
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Instance":
+    def from_dict(cls, data: dict) -> Instance:
         return cls(
-            family=data["family"], split=data["split"], index=data["index"], seed=data["seed"],
-            rows=data["grid"]["rows"], cols=data["grid"]["cols"], background=data["background"],
+            family=data["family"],
+            split=data["split"],
+            index=data["index"],
+            seed=data["seed"],
+            rows=data["grid"]["rows"],
+            cols=data["grid"]["cols"],
+            background=data["background"],
             static={role: [tuple(c) for c in v["cells"]] for role, v in data["static"].items()},
             static_colors={role: v["color"] for role, v in data["static"].items()},
-            movers={name: Mover(v["color"], [tuple(c) for c in v["path"]], v["start_frame"])
-                    for name, v in data["movers"].items()},
-            forbidden=list(data["forbidden"]), targets=dict(data["targets"]), prompt=data["prompt"],
-            params=dict(data.get("params", {})))
+            movers={
+                name: Mover(v["color"], [tuple(c) for c in v["path"]], v["start_frame"])
+                for name, v in data["movers"].items()
+            },
+            forbidden=list(data["forbidden"]),
+            targets=dict(data["targets"]),
+            prompt=data["prompt"],
+            params=dict(data.get("params", {})),
+        )
 
 
 # ---- grid helpers ----------------------------------------------------------------------------
@@ -134,7 +173,9 @@ def make_maze(rng: random.Random, n: int) -> dict:
     floor.add((1, 1))
     while stack:
         r, c = stack[-1]
-        options = [(r + dr, c + dc) for dr, dc in STEPS if 0 <= r + dr < n and 0 <= c + dc < n and (r + dr, c + dc) not in seen]
+        options = [
+            (r + dr, c + dc) for dr, dc in STEPS if 0 <= r + dr < n and 0 <= c + dc < n and (r + dr, c + dc) not in seen
+        ]
         if not options:
             stack.pop()
             continue
@@ -151,11 +192,18 @@ def make_maze(rng: random.Random, n: int) -> dict:
     goal = rng.choice(sorted(cell for cell in logical if far[cell] >= best - 2))
     path = bfs_path(start, {goal}, lambda cell: cell in floor)
     walls = [(r, c) for r in range(size) for c in range(size) if (r, c) not in floor]
-    return dict(rows=size, cols=size, background="white", static={"walls": walls, "goal": [goal]},
-                static_colors={"walls": "black", "goal": "green"}, movers={"agent": Mover("red", path)},
-                forbidden=["walls"], targets={"agent": "goal"},
-                prompt="Move the red agent through the white corridors of the maze to the green goal. "
-                       "It moves one cell at a time and never enters the black walls.")
+    return dict(
+        rows=size,
+        cols=size,
+        background="white",
+        static={"walls": walls, "goal": [goal]},
+        static_colors={"walls": "black", "goal": "green"},
+        movers={"agent": Mover("red", path)},
+        forbidden=["walls"],
+        targets={"agent": "goal"},
+        prompt="Move the red agent through the white corridors of the maze to the green goal. "
+        "It moves one cell at a time and never enters the black walls.",
+    )
 
 
 def bfs_distances(start: Cell, passable) -> dict[Cell, int]:
@@ -171,7 +219,9 @@ def bfs_distances(start: Cell, passable) -> dict[Cell, int]:
 
 
 def _random_free(rng, rows, cols, taken, count=1, where=None):
-    cells = [(r, c) for r in range(rows) for c in range(cols) if (r, c) not in taken and (where is None or where((r, c)))]
+    cells = [
+        (r, c) for r in range(rows) for c in range(cols) if (r, c) not in taken and (where is None or where((r, c)))
+    ]
     return rng.sample(cells, count) if len(cells) >= count else None
 
 
@@ -184,11 +234,19 @@ def make_grid_path(rng: random.Random, size: int, density: float) -> dict | None
     path = bfs_path(start, {target}, lambda cell: 0 <= cell[0] < size and 0 <= cell[1] < size and cell not in blocked)
     if path is None or len(path) - 1 < size // 2 + 1:
         return None
-    return dict(rows=size, cols=size, background="white", static={"blocked": sorted(blocked), "target": [target]},
-                static_colors={"blocked": "grey", "target": "green"}, movers={"agent": Mover("red", path)},
-                forbidden=["blocked"], targets={"agent": "target"}, params={"shortest": len(path) - 1},
-                prompt="Move the red agent to the green cell along a shortest path of single grid steps, "
-                       "never entering the grey cells.")
+    return dict(
+        rows=size,
+        cols=size,
+        background="white",
+        static={"blocked": sorted(blocked), "target": [target]},
+        static_colors={"blocked": "grey", "target": "green"},
+        movers={"agent": Mover("red", path)},
+        forbidden=["blocked"],
+        targets={"agent": "target"},
+        params={"shortest": len(path) - 1},
+        prompt="Move the red agent to the green cell along a shortest path of single grid steps, "
+        "never entering the grey cells.",
+    )
 
 
 def make_avoid(rng: random.Random, size: int, obstacles: int) -> dict | None:
@@ -199,8 +257,12 @@ def make_avoid(rng: random.Random, size: int, obstacles: int) -> dict | None:
 
     def safe(cell):  # free and not next to an obstacle, corners included (touching counts as hitting)
         r, c = cell
-        return (0 <= r < size and 0 <= c < size and cell not in cells
-                and not any(n in cells for n in neighbours(cell, diagonal=True)))
+        return (
+            0 <= r < size
+            and 0 <= c < size
+            and cell not in cells
+            and not any(n in cells for n in neighbours(cell, diagonal=True))
+        )
 
     picked = _random_free(rng, size, size, cells, 2, where=safe)
     if picked is None:
@@ -209,11 +271,19 @@ def make_avoid(rng: random.Random, size: int, obstacles: int) -> dict | None:
     path = bfs_path(start, {goal}, safe)
     if path is None or len(path) - 1 < size // 2 + 1:
         return None
-    return dict(rows=size, cols=size, background="white", static={"obstacles": sorted(cells), "goal": [goal]},
-                static_colors={"obstacles": "purple", "goal": "green"}, movers={"agent": Mover("red", path)},
-                forbidden=["obstacles"], targets={"agent": "goal"}, params={"clearance": 1},
-                prompt="Move the red agent to the green goal without touching the purple obstacles "
-                       "(keep at least one free cell between the agent and every obstacle, corners included).")
+    return dict(
+        rows=size,
+        cols=size,
+        background="white",
+        static={"obstacles": sorted(cells), "goal": [goal]},
+        static_colors={"obstacles": "purple", "goal": "green"},
+        movers={"agent": Mover("red", path)},
+        forbidden=["obstacles"],
+        targets={"agent": "goal"},
+        params={"clearance": 1},
+        prompt="Move the red agent to the green goal without touching the purple obstacles "
+        "(keep at least one free cell between the agent and every obstacle, corners included).",
+    )
 
 
 def make_two_targets(rng: random.Random, size: int) -> dict | None:
@@ -226,20 +296,25 @@ def make_two_targets(rng: random.Random, size: int) -> dict | None:
     if not (apart(blue, orange) and apart(blue_pad, orange)):
         return None
     inside = lambda cell: cell not in walls and 0 <= cell[0] < size and 0 <= cell[1] < size  # noqa: E731
-    far_from = lambda other: (lambda cell: inside(cell) and max(abs(cell[0] - other[0]), abs(cell[1] - other[1])) >= 2)  # noqa: E731
+    far_from = lambda other: lambda cell: inside(cell) and max(abs(cell[0] - other[0]), abs(cell[1] - other[1])) >= 2  # noqa: E731
     path_blue = bfs_path(blue, {blue_pad}, far_from(orange))  # orange waits at its start
     if path_blue is None or len(path_blue) < 4:
         return None
     path_orange = bfs_path(orange, {orange_pad}, far_from(blue_pad))  # blue waits on its pad
     if path_orange is None or len(path_orange) < 4:
         return None
-    return dict(rows=size, cols=size, background="white",
-                static={"walls": sorted(walls), "blue_pad": [blue_pad], "orange_pad": [orange_pad]},
-                static_colors={"walls": "black", "blue_pad": "light_blue", "orange_pad": "light_orange"},
-                movers={"blue_box": Mover("blue", path_blue), "orange_box": Mover("orange", path_orange, len(path_blue) - 1)},
-                forbidden=["walls"], targets={"blue_box": "blue_pad", "orange_box": "orange_pad"},
-                prompt="Push the blue box onto the light-blue pad, then the orange box onto the light-orange pad. "
-                       "Boxes move one cell at a time, never touch each other and never enter the black walls.")
+    return dict(
+        rows=size,
+        cols=size,
+        background="white",
+        static={"walls": sorted(walls), "blue_pad": [blue_pad], "orange_pad": [orange_pad]},
+        static_colors={"walls": "black", "blue_pad": "light_blue", "orange_pad": "light_orange"},
+        movers={"blue_box": Mover("blue", path_blue), "orange_box": Mover("orange", path_orange, len(path_blue) - 1)},
+        forbidden=["walls"],
+        targets={"blue_box": "blue_pad", "orange_box": "orange_pad"},
+        prompt="Push the blue box onto the light-blue pad, then the orange box onto the light-orange pad. "
+        "Boxes move one cell at a time, never touch each other and never enter the black walls.",
+    )
 
 
 def make_key_door(rng: random.Random, size: int) -> dict | None:
@@ -263,13 +338,18 @@ def make_key_door(rng: random.Random, size: int) -> dict | None:
     to_goal = bfs_path(to_key[-1], {goal}, lambda cell: (left(cell) or right(cell) or cell == door) and cell != key)
     if to_goal is None:
         return None
-    return dict(rows=size, cols=size, background="white",
-                static={"walls": sorted(walls), "door": [door], "key": [key], "goal": [goal]},
-                static_colors={"walls": "black", "door": "brown", "key": "yellow", "goal": "green"},
-                movers={"agent": Mover("red", to_key + to_goal[1:])}, forbidden=["walls", "key"],
-                targets={"agent": "goal"},
-                prompt="Move the red agent to touch the yellow key first, then through the brown door "
-                       "to the green goal, never entering the black walls.")
+    return dict(
+        rows=size,
+        cols=size,
+        background="white",
+        static={"walls": sorted(walls), "door": [door], "key": [key], "goal": [goal]},
+        static_colors={"walls": "black", "door": "brown", "key": "yellow", "goal": "green"},
+        movers={"agent": Mover("red", to_key + to_goal[1:])},
+        forbidden=["walls", "key"],
+        targets={"agent": "goal"},
+        prompt="Move the red agent to touch the yellow key first, then through the brown door "
+        "to the green goal, never entering the black walls.",
+    )
 
 
 @dataclass(frozen=True)
@@ -284,21 +364,44 @@ SPLITS = ("train", "test", "ood")
 # train and test solutions fit in this many frames (one move per frame); ood ones may need more.
 MAX_FRAMES_IN_DISTRIBUTION = 16
 FAMILIES: dict[str, Family] = {
-    "maze": Family("maze", make_maze, {"train": [{"n": 3}, {"n": 4}], "test": [{"n": 3}, {"n": 4}], "ood": [{"n": 5}, {"n": 6}]},
-                   "agent through corridors to a goal; n = maze cells per side ((2n+1)^2 blocks)"),
-    "grid_path": Family("grid_path", make_grid_path,
-                        {"train": [{"size": 6, "density": 0.2}, {"size": 7, "density": 0.2}],
-                         "test": [{"size": 6, "density": 0.2}, {"size": 7, "density": 0.2}],
-                         "ood": [{"size": 10, "density": 0.25}]},
-                        "shortest path of grid steps around grey cells; size, blocked density"),
-    "avoid": Family("avoid", make_avoid, {"train": [{"size": 8, "obstacles": 3}], "test": [{"size": 8, "obstacles": 3}],
-                                          "ood": [{"size": 11, "obstacles": 6}]},
-                    "reach the goal keeping one cell of clearance from 2x2 obstacles; size, obstacles"),
-    "two_targets": Family("two_targets", make_two_targets, {"train": [{"size": 6}, {"size": 7}], "test": [{"size": 6}, {"size": 7}],
-                                                            "ood": [{"size": 9}]},
-                          "two boxes to two pads, one after the other; size"),
-    "key_door": Family("key_door", make_key_door, {"train": [{"size": 7}], "test": [{"size": 7}], "ood": [{"size": 10}]},
-                       "touch the key, then pass the door to the goal; size"),
+    "maze": Family(
+        "maze",
+        make_maze,
+        {"train": [{"n": 3}, {"n": 4}], "test": [{"n": 3}, {"n": 4}], "ood": [{"n": 5}, {"n": 6}]},
+        "agent through corridors to a goal; n = maze cells per side ((2n+1)^2 blocks)",
+    ),
+    "grid_path": Family(
+        "grid_path",
+        make_grid_path,
+        {
+            "train": [{"size": 6, "density": 0.2}, {"size": 7, "density": 0.2}],
+            "test": [{"size": 6, "density": 0.2}, {"size": 7, "density": 0.2}],
+            "ood": [{"size": 10, "density": 0.25}],
+        },
+        "shortest path of grid steps around grey cells; size, blocked density",
+    ),
+    "avoid": Family(
+        "avoid",
+        make_avoid,
+        {
+            "train": [{"size": 8, "obstacles": 3}],
+            "test": [{"size": 8, "obstacles": 3}],
+            "ood": [{"size": 11, "obstacles": 6}],
+        },
+        "reach the goal keeping one cell of clearance from 2x2 obstacles; size, obstacles",
+    ),
+    "two_targets": Family(
+        "two_targets",
+        make_two_targets,
+        {"train": [{"size": 6}, {"size": 7}], "test": [{"size": 6}, {"size": 7}], "ood": [{"size": 9}]},
+        "two boxes to two pads, one after the other; size",
+    ),
+    "key_door": Family(
+        "key_door",
+        make_key_door,
+        {"train": [{"size": 7}], "test": [{"size": 7}], "ood": [{"size": 10}]},
+        "touch the key, then pass the door to the goal; size",
+    ),
 }
 
 

@@ -1,10 +1,10 @@
 """The VBVR-Bench folder layout: writing our instances, reading ours or a real benchmark's.
 
-    TASK/00000/first_frame.png   the input frame (required when reading)
-               prompt.txt        the task in words (required when reading)
-               final_frame.png   the expected final frame (optional)
-               ground_truth.mp4  a solution video (optional)
-               metadata.json     ours: family, seed, grid, entities, solution path, render size (optional)
+TASK/00000/first_frame.png   the input frame (required when reading)
+           prompt.txt        the task in words (required when reading)
+           final_frame.png   the expected final frame (optional)
+           ground_truth.mp4  a solution video (optional)
+           metadata.json     ours: family, seed, grid, entities, solution path, render size (optional)
 """
 
 from __future__ import annotations
@@ -62,8 +62,13 @@ def program_params(metadata: dict | None, size: tuple[int, int]) -> dict[str, fl
     return {"cell": max(height / grid["rows"], width / grid["cols"]) / max(height, width)}
 
 
-def write_task(instance: Instance, folder: str | Path, size: tuple[int, int] = DEFAULT_SIZE,
-               frames: int | None = None, fps: int = 4) -> Path:
+def write_task(
+    instance: Instance,
+    folder: str | Path,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    frames: int | None = None,
+    fps: int = 4,
+) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     video = render(instance, solution_plan(instance, frames), size)
@@ -71,8 +76,11 @@ def write_task(instance: Instance, folder: str | Path, size: tuple[int, int] = D
     write_frames(folder / "final_frame.png", video[-1:])
     write_frames(folder / "ground_truth.mp4", video, fps=fps)
     (folder / "prompt.txt").write_text(instance.prompt + "\n", encoding="utf-8")
-    meta = {"format": FORMAT_VERSION, **instance.to_dict(),
-            "render": {"height": size[0], "width": size[1], "frames": int(video.shape[0]), "fps": fps}}
+    meta = {
+        "format": FORMAT_VERSION,
+        **instance.to_dict(),
+        "render": {"height": size[0], "width": size[1], "frames": int(video.shape[0]), "fps": fps},
+    }
     (folder / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return folder
 

@@ -25,9 +25,13 @@ class Plan:
     def frames(self) -> int:
         return len(next(iter(self.positions.values())))
 
-    def copy(self) -> "Plan":
-        return Plan({k: list(v) for k, v in self.positions.items()}, {k: list(v) for k, v in self.colors.items()},
-                    list(self.extras), list(self.static_overrides))
+    def copy(self) -> Plan:
+        return Plan(
+            {k: list(v) for k, v in self.positions.items()},
+            {k: list(v) for k, v in self.colors.items()},
+            list(self.extras),
+            list(self.static_overrides),
+        )
 
 
 def frames_for(instance: Instance, frames: int | None = None) -> int:

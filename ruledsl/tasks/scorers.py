@@ -46,8 +46,12 @@ class Score:
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"score": round(self.score, 4), "passed": self.passed,
-                "checks": {k: round(v, 4) for k, v in self.checks.items()}, "reasons": self.reasons}
+        return {
+            "score": round(self.score, 4),
+            "passed": self.passed,
+            "checks": {k: round(v, 4) for k, v in self.checks.items()},
+            "reasons": self.reasons,
+        }
 
 
 class _Geometry:
@@ -73,7 +77,7 @@ class _Geometry:
 def color_mask(frames: np.ndarray, rgb) -> np.ndarray:
     """[T, H, W] bool: pixels within COLOR_DISTANCE of the colour."""
     diff = frames.astype(np.float32) - np.asarray(rgb, dtype=np.float32)
-    return (diff * diff).sum(-1) <= COLOR_DISTANCE ** 2
+    return (diff * diff).sum(-1) <= COLOR_DISTANCE**2
 
 
 def components(mask: np.ndarray) -> list[int]:
@@ -142,21 +146,37 @@ def score_video(frames: np.ndarray, meta: dict) -> Score:
         any_mover |= mask
         areas = mask.sum((1, 2))
         present = areas >= PRESENT_AREA * geo.cell_area
-        frame_check(f"{name}.present", [t for t in range(T) if not present[t]],
-                    f"{name} absent (vanished or changed colour)")
+        frame_check(
+            f"{name}.present", [t for t in range(T) if not present[t]], f"{name} absent (vanished or changed colour)"
+        )
         pieces = [sum(1 for s in components(mask[t]) if s >= PIECE_AREA * geo.cell_area) for t in range(T)]
         frame_check(f"{name}.single", [t for t in range(T) if pieces[t] > 1], f"{name} in several pieces")
-        frame_check(f"{name}.size", [t for t in range(T) if areas[t] > MAX_AREA * geo.cell_area],
-                    f"{name} larger than {MAX_AREA} cells")
+        frame_check(
+            f"{name}.size",
+            [t for t in range(T) if areas[t] > MAX_AREA * geo.cell_area],
+            f"{name} larger than {MAX_AREA} cells",
+        )
         overlap = (mask & forbidden[None]).sum((1, 2)) / np.maximum(areas, 1)
-        frame_check(f"{name}.legal", [t for t in range(T) if present[t] and overlap[t] > FORBIDDEN_OVERLAP],
-                    f"{name} on forbidden cells ({', '.join(meta['forbidden'])})")
+        frame_check(
+            f"{name}.legal",
+            [t for t in range(T) if present[t] and overlap[t] > FORBIDDEN_OVERLAP],
+            f"{name} on forbidden cells ({', '.join(meta['forbidden'])})",
+        )
         ys, xs = np.mgrid[0:H, 0:W]
-        centroids = [((ys * mask[t]).sum() / areas[t], (xs * mask[t]).sum() / areas[t]) if present[t] else None
-                     for t in range(T)]
-        jumps = [t for t in range(T - 1) if centroids[t] and centroids[t + 1] and
-                 np.hypot((centroids[t + 1][0] - centroids[t][0]) / geo.cell_h,
-                          (centroids[t + 1][1] - centroids[t][1]) / geo.cell_w) > MAX_STEP]
+        centroids = [
+            ((ys * mask[t]).sum() / areas[t], (xs * mask[t]).sum() / areas[t]) if present[t] else None for t in range(T)
+        ]
+        jumps = [
+            t
+            for t in range(T - 1)
+            if centroids[t]
+            and centroids[t + 1]
+            and np.hypot(
+                (centroids[t + 1][0] - centroids[t][0]) / geo.cell_h,
+                (centroids[t + 1][1] - centroids[t][1]) / geo.cell_w,
+            )
+            > MAX_STEP
+        ]
         frame_check(f"{name}.steady", jumps, f"{name} jumps more than {MAX_STEP} cells")
         target_role = meta["targets"][name]
         target = geo.cells_mask([tuple(c) for c in meta["static"][target_role]["cells"]])
@@ -191,8 +211,11 @@ def score_video(frames: np.ndarray, meta: dict) -> Score:
         t_door = next((t for t, c in enumerate(track) if c and (c == door or c in _neighbours8(door))), None)
         checks["key_first"] = float(t_key is not None and (t_door is None or t_key < t_door))
         if not checks["key_first"]:
-            reasons.append("the agent never touches the key" if t_key is None else
-                           f"the agent reaches the door (frame {t_door}) before the key (frame {t_key})")
+            reasons.append(
+                "the agent never touches the key"
+                if t_key is None
+                else f"the agent reaches the door (frame {t_door}) before the key (frame {t_key})"
+            )
     if family == "two_targets":
         a, b = (tracks[name] for name in meta["movers"])
         close = [t for t in range(T) if a[t] and b[t] and max(abs(a[t][0] - b[t][0]), abs(a[t][1] - b[t][1])) < 2]

@@ -58,8 +58,17 @@ class OpenAIBackend(Backend):
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
-                 retries: int = 3, backoff: float = 1.0, temperature: float = 0.2, max_tokens: int = 1500):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        temperature: float = 0.2,
+        max_tokens: int = 1500,
+    ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key = model, api_key
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
@@ -69,14 +78,17 @@ class OpenAIBackend(Backend):
         out, attached = [], False
         for message in messages:
             if message["role"] == "user" and image is not None and not attached:
-                content = [{"type": "text", "text": message["content"]},
-                           {"type": "image_url", "image_url": {"url": png_data_url(image)}}]
+                content = [
+                    {"type": "text", "text": message["content"]},
+                    {"type": "image_url", "image_url": {"url": png_data_url(image)}},
+                ]
                 out.append({"role": "user", "content": content})
                 attached = True
             else:
                 out.append({"role": message["role"], "content": message["content"]})
-        return json.dumps({"model": self.model, "messages": out, "temperature": self.temperature,
-                           "max_tokens": self.max_tokens}).encode()
+        return json.dumps(
+            {"model": self.model, "messages": out, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        ).encode()
 
     def complete(self, messages, image=None) -> str:
         body = self._payload(messages, image)
@@ -103,7 +115,7 @@ class OpenAIBackend(Backend):
                     last = f"no answer from {self.url} within {self.timeout:g} s"
                 else:
                     raise BackendError(f"cannot reach {self.url} ({reason}); is the server running?") from None
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 last = f"no answer from {self.url} within {self.timeout:g} s"
             except (json.JSONDecodeError, KeyError, IndexError, TypeError) as error:
                 raise BackendError(f"malformed answer from {self.url} ({type(error).__name__}: {error})") from None
@@ -143,7 +155,9 @@ class GrammarLogitsProcessor:
         grammar = llguidance.LLMatcher.grammar_from_lark(generation_grammar())
         self.matcher = llguidance.LLMatcher(self.tokenizer, grammar)
         if self.matcher.is_error():
-            raise BackendError(f"the rule grammar does not compile for constrained decoding: {self.matcher.get_error()}")
+            raise BackendError(
+                f"the rule grammar does not compile for constrained decoding: {self.matcher.get_error()}"
+            )
         self.bitmask = llguidance.torch.allocate_token_bitmask(1, self.tokenizer.vocab_size)
         self.prompt_length = prompt_length
         self.consumed = 0
@@ -163,8 +177,8 @@ class GrammarLogitsProcessor:
     def __call__(self, input_ids, scores):
         import torch
 
-        generated = input_ids[0, self.prompt_length:].tolist()
-        for token in generated[self.consumed:]:
+        generated = input_ids[0, self.prompt_length :].tolist()
+        for token in generated[self.consumed :]:
             if not self.matcher.consume_token(token):
                 raise BackendError(f"grammar rejected token {token}: {self.matcher.get_error()}")
         self.consumed = len(generated)
@@ -185,11 +199,17 @@ class TransformersBackend(Backend):
 
     name = "transformers"
 
-    def __init__(self, path: str, constrained: bool = True, max_new_tokens: int = 600, temperature: float = 0.0,
-                 seed: int = 0):
+    def __init__(
+        self, path: str, constrained: bool = True, max_new_tokens: int = 600, temperature: float = 0.0, seed: int = 0
+    ):
         import transformers
 
-        self.constrained, self.max_new_tokens, self.temperature, self.seed = constrained, max_new_tokens, temperature, seed
+        self.constrained, self.max_new_tokens, self.temperature, self.seed = (
+            constrained,
+            max_new_tokens,
+            temperature,
+            seed,
+        )
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(path)
         except Exception:  # text-only models have no processor
@@ -200,8 +220,15 @@ class TransformersBackend(Backend):
         self.model = loader.from_pretrained(path).eval()
 
     @classmethod
-    def from_parts(cls, model, tokenizer, constrained: bool = True, max_new_tokens: int = 600, temperature: float = 1.0,
-                   seed: int = 0) -> "TransformersBackend":
+    def from_parts(
+        cls,
+        model,
+        tokenizer,
+        constrained: bool = True,
+        max_new_tokens: int = 600,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> TransformersBackend:
         backend = cls.__new__(cls)
         backend.model, backend.tokenizer, backend.processor, backend.vision = model.eval(), tokenizer, None, False
         backend.constrained, backend.max_new_tokens = constrained, max_new_tokens
@@ -229,13 +256,19 @@ class TransformersBackend(Backend):
 
         inputs = self._inputs(messages, image)
         length = inputs["input_ids"].shape[1]
-        processors = LogitsProcessorList([GrammarLogitsProcessor(self.tokenizer, length, self.max_new_tokens)]
-                                         if self.constrained else [])
+        processors = LogitsProcessorList(
+            [GrammarLogitsProcessor(self.tokenizer, length, self.max_new_tokens)] if self.constrained else []
+        )
         torch.manual_seed(self.seed)
         with torch.no_grad():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, logits_processor=processors,
-                                         do_sample=self.temperature > 0, temperature=self.temperature or None,
-                                         top_k=0 if self.temperature > 0 else None,
-                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                                         eos_token_id=self.tokenizer.eos_token_id)
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                logits_processor=processors,
+                do_sample=self.temperature > 0,
+                temperature=self.temperature or None,
+                top_k=0 if self.temperature > 0 else None,
+                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
         return self.tokenizer.decode(output[0, length:], skip_special_tokens=True)

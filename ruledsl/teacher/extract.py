@@ -19,9 +19,23 @@ MAX_INPUT_CHARS = 200_000
 KEYWORDS = ("task", "param", "object", "region", "image", "objects", "goal", "process")
 _FENCE = re.compile(r"(```|~~~)[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:\1|\Z)", re.S)
 _STATEMENT = re.compile(r"^\s*(%s)\b" % "|".join(KEYWORDS))
-_REPLACEMENTS = {"\r\n": "\n", "\r": "\n", "\t": "    ", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
-                 "\u2018": "'", "\u2019": "'", "\u00a0": " ", "\u200b": "", "\ufeff": "", "\u2264": "<=", "\u2265": ">=",
-                 "\u2212": "-"}
+_REPLACEMENTS = {
+    "\r\n": "\n",
+    "\r": "\n",
+    "\t": "    ",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u2033": '"',
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u00a0": " ",
+    "\u200b": "",
+    "\ufeff": "",
+    "\u2264": "<=",
+    "\u2265": ">=",
+    "\u2212": "-",
+}
 _LANGUAGES = {"", "rule", "rules", "ruledsl", "text", "plain", "txt"}
 
 
@@ -68,10 +82,12 @@ def candidates(text: str) -> list[str]:
     # One run from the first statement to the last one, plus its continuation lines (indented or
     # starting with an operator); prose after the program is left out.
     last = starts[-1]
-    while last + 1 < len(lines) and (lines[last + 1].startswith((" ", "#")) or
-                                     lines[last + 1].lstrip().startswith(("and ", "or ", "implies ", "until ", ")", "weight"))):
+    while last + 1 < len(lines) and (
+        lines[last + 1].startswith((" ", "#"))
+        or lines[last + 1].lstrip().startswith(("and ", "or ", "implies ", "until ", ")", "weight"))
+    ):
         last += 1
-    return ["\n".join(lines[starts[0]:last + 1])]
+    return ["\n".join(lines[starts[0] : last + 1])]
 
 
 def extract(text: str, name: str = "<model output>") -> Extraction:
@@ -79,8 +95,14 @@ def extract(text: str, name: str = "<model output>") -> Extraction:
     text = normalize(text)
     found = candidates(text)
     if not found:
-        reason = ("no program found: expected a ```rule fenced block or lines starting with "
-                  + ", ".join(f"`{k}`" for k in KEYWORDS)) if text.strip() else "empty input"
+        reason = (
+            (
+                "no program found: expected a ```rule fenced block or lines starting with "
+                + ", ".join(f"`{k}`" for k in KEYWORDS)
+            )
+            if text.strip()
+            else "empty input"
+        )
         return Extraction(None, None, 0, reason)
     results = [check(Source(body.strip() + "\n", name)) for body in found]
     best = next((r for r in results if r.ok), None) or min(results, key=lambda r: len(r.errors))

@@ -15,8 +15,12 @@ class Swatch:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of width and height
 
     def to_dict(self) -> dict:
-        return {"hex": self.hex, "rgb": list(self.rgb), "area": round(self.area, 4),
-                "box": [round(v, 3) for v in self.box]}
+        return {
+            "hex": self.hex,
+            "rgb": list(self.rgb),
+            "area": round(self.area, 4),
+            "box": [round(v, 3) for v in self.box],
+        }
 
 
 def palette(image: np.ndarray, max_colors: int = 12, min_area: float = 0.001, merge: float = 24.0) -> list[Swatch]:
@@ -47,8 +51,11 @@ def palette(image: np.ndarray, max_colors: int = 12, min_area: float = 0.001, me
             continue
         ys, xs = np.nonzero(mask)
         rgb = tuple(int(v) for v in pixels[mask.reshape(-1)].mean(0).round())
-        swatches.append(Swatch("#%02x%02x%02x" % rgb, rgb, area,
-                               (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)))
+        swatches.append(
+            Swatch(
+                "#%02x%02x%02x" % rgb, rgb, area, (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+            )
+        )
     return sorted(swatches, key=lambda s: -s.area)[:max_colors]
 
 

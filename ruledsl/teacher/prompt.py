@@ -10,9 +10,11 @@ from ruledsl.signatures import BUILTINS, NAMED_COLORS
 EXAMPLES = Path(str(resources.files("ruledsl.examples")))  # examples/, shipped in the package
 DEFAULT_EXAMPLES = ("maze", "key_door", "two_targets")
 
-SYSTEM = ("You write rule programs in the ruledsl language. A rule program states what a correct video of a "
-          "visual puzzle must satisfy, so that a video model can be checked and corrected. Answer with exactly "
-          "one program in a ```rule fenced block and nothing else.")
+SYSTEM = (
+    "You write rule programs in the ruledsl language. A rule program states what a correct video of a "
+    "visual puzzle must satisfy, so that a video model can be checked and corrected. Answer with exactly "
+    "one program in a ```rule fenced block and nothing else."
+)
 
 LANGUAGE = """\
 A program declares entities, then rules. One statement per line; `#` starts a comment.
@@ -35,8 +37,13 @@ Positions and distances are fractions of the frame (0 to 1), so programs work at
 def reference() -> str:
     """One line per built-in, from the checker's signature table."""
     lines = []
-    for kind, title in (("selector", "Regions"), ("point", "Points"), ("image", "Images"), ("measure", "Measures"),
-                        ("predicate", "Predicates")):
+    for kind, title in (
+        ("selector", "Regions"),
+        ("point", "Points"),
+        ("image", "Images"),
+        ("measure", "Measures"),
+        ("predicate", "Predicates"),
+    ):
         lines.append(f"{title}:")
         lines += [f"  {b.signature()}  # {b.doc}" for b in BUILTINS.values() if b.kind == kind]
     lines.append("Named colours: " + ", ".join(NAMED_COLORS))
@@ -51,13 +58,19 @@ def build_prompt(task_prompt: str, palette: str | None = None, examples=DEFAULT_
             parts += [f"Example ({name}):", "```rule", path.read_text().strip(), "```", ""]
     if palette:
         parts += ["Colours of the first frame (use them in color(...)):", palette, ""]
-    parts += [f"Task: {task_prompt.strip()}", "",
-              "Write the rule program for this task: entities by their colours, one or more `goal` rules for the "
-              "final state, `process` rules that keep the video valid (persistence, no crossing, no jumps). "
-              "Answer with exactly one ```rule fenced block."]
+    parts += [
+        f"Task: {task_prompt.strip()}",
+        "",
+        "Write the rule program for this task: entities by their colours, one or more `goal` rules for the "
+        "final state, `process` rules that keep the video valid (persistence, no crossing, no jumps). "
+        "Answer with exactly one ```rule fenced block.",
+    ]
     return "\n".join(parts)
 
 
 def repair_message(diagnostics_text: str) -> str:
-    return ("Your program has errors:\n\n" + diagnostics_text +
-            "\n\nFix every error and answer again with the whole corrected program in one ```rule fenced block.")
+    return (
+        "Your program has errors:\n\n"
+        + diagnostics_text
+        + "\n\nFix every error and answer again with the whole corrected program in one ```rule fenced block."
+    )

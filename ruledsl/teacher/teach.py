@@ -37,7 +37,9 @@ class Teaching:
 def diagnostics_text(extraction: Extraction) -> str:
     if extraction.checked is None:
         return extraction.reason or "no program found"
-    return render_text(extraction.checked.diagnostics, extraction.checked.source) if extraction.checked.diagnostics else ""
+    return (
+        render_text(extraction.checked.diagnostics, extraction.checked.source) if extraction.checked.diagnostics else ""
+    )
 
 
 class Teacher:
