@@ -174,25 +174,39 @@ def latents_to_video(video: torch.Tensor) -> torch.Tensor:
     return ((video.permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)
 
 
+def load_reasoner(path: str | Path):
+    """A reasoner folder -> its model: v1 (`ReasonerModel`, pixel space) or v2 (`LatentReasonerModel`), from config."""
+    import json
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"no reasoner at {path} (expected config.json and safetensors weights); "
+            "train one with `python scripts/train_reasoner.py --out PATH`"
+        )
+    kind = json.loads((path / "config.json").read_text()).get("_class_name")
+    if kind == "LatentReasonerModel":
+        from ruledsl.runtime.latent_reasoner import LatentReasonerModel as cls
+    elif kind == "ReasonerModel":
+        from ruledsl.runtime.reasoner import ReasonerModel as cls
+    else:
+        raise ValueError(f"{path / 'config.json'}: _class_name {kind!r} is not a reasoner (ReasonerModel, LatentReasonerModel)")
+    return cls.from_pretrained(path, use_safetensors=True)
+
+
 class ReasonerGenerator(VideoGenerator):
-    """The project's small pixel-space reasoner (ruledsl.runtime.reasoner)."""
+    """The project's small reasoner: v1 (pixel space, ruledsl.runtime.reasoner) or v2 (latent flow with a
+    palette decoder, ruledsl.runtime.latent_reasoner), whichever the folder or model is."""
 
     # Attention projections and the temporal convolutions, which carry the motion.
     lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
 
-    def __init__(self, model=None, path: str | Path | None = None, steps: int = 8, device: str | None = None):
-        from ruledsl.runtime.reasoner import ReasonerModel
-
+    def __init__(self, model=None, path: str | Path | None = None, steps: int | None = None, device: str | None = None):
         if model is None:
-            path = Path(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
-            if not (path / "config.json").exists():
-                raise FileNotFoundError(
-                    f"no reasoner at {path} (expected config.json and safetensors weights); "
-                    "train one with `python scripts/train_reasoner.py --out PATH`"
-                )
-            model = ReasonerModel.from_pretrained(path, use_safetensors=True)
+            model = load_reasoner(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
         self.model = model.to(device or "cpu").eval()
-        self.steps = steps
+        self.latent = type(model).__name__ == "LatentReasonerModel"
+        self.steps = steps or getattr(model.config, "steps", 8)
         self.size = model.config.size
 
     @property
@@ -206,13 +220,22 @@ class ReasonerGenerator(VideoGenerator):
         return frame
 
     def initial_noise(self, condition: Condition, seed: int) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        if self.latent:
+            from ruledsl.runtime.latent_reasoner import sample_noise
+
+            return sample_noise(1, condition.frames, self.model.latent_shape, seed, device)
         from ruledsl.runtime.reasoner import sample_noise
 
-        return sample_noise(1, condition.frames, self.size, self.size, seed, next(self.model.parameters()).device)
+        return sample_noise(1, condition.frames, self.size, self.size, seed, device)
 
     def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int = 0) -> torch.Tensor:
-        from ruledsl.runtime.reasoner import family_ids, rollout
+        from ruledsl.runtime.reasoner import family_ids
 
+        if self.latent:
+            from ruledsl.runtime.latent_reasoner import rollout
+        else:
+            from ruledsl.runtime.reasoner import rollout
         first = self._first_frame(condition).expand(noise.shape[0], -1, -1, -1)
         family = family_ids([condition.family] * noise.shape[0], first.device)
         return rollout(self.model, first, family, noise, steps=self.steps, grad_steps=grad_steps)

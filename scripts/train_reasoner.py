@@ -1,19 +1,30 @@
-"""Train the small video reasoner on tasks generated on the fly (all families, `train` split).
+"""Train a video reasoner on tasks generated on the fly (all families, `train` split).
 
-    python scripts/train_reasoner.py --out models/reasoner --minutes 60
+    # v1: pixel space, 32x32 (runtime/reasoner.py)
+    python scripts/train_reasoner.py --out models/reasoner_v1 --minutes 45
+    # v2: latent flow over a trained frame codec (runtime/latent_reasoner.py, scripts/train_decoder.py)
+    OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 --codec RUN/codec/best \
+        --run RUN/reasoner --out models/reasoner --max-steps 12000 --minutes 45 [--resume]
 
-Rectified flow: x_σ = (1 - σ)·x₀ + σ·ε with σ logit-normal, the model predicts ε - x₀;
-pixels that differ from the first frame (what moves) weigh MOVING_WEIGHT times more, the
-task family is dropped 10 % of the time (so unknown tasks work). Seeded; logs loss and,
-every --eval-minutes, the independent scorers' pass rate on held-out `test` instances.
-Writes the EMA weights with save_pretrained (safetensors + config) and training_log.json.
+Rectified flow: x_σ = (1 - σ)·x₀ + σ·ε with σ logit-normal, the model predicts ε - x₀; what moves
+weighs MOVING_WEIGHT (runtime/latent_reasoner.py) times more (v1: pixels that differ from the first frame; v2: latent positions
+whose change from the first frame's latent is non-zero), and the task family is dropped 10 % of the
+time (so unknown tasks work). v2's x₀ is the latent change from the first frame, from a replay
+buffer of encoded ground-truth videos that grows by --new-per-step videos each step.
+
+AdamW with warm-up + cosine decay over --max-steps (`diffusers.optimization.get_scheduler`),
+gradient clipping, EMA (`diffusers.training_utils.EMAModel`). Seeded. Logs loss every minute and,
+every --eval-minutes, the independent scorers' pass rate on held-out `test` (and `ood`) instances.
+With --run, a checkpoint (`last.pt`: model, EMA, optimizer, schedule, RNG, log) is written every
+--checkpoint-minutes and `--resume` continues from it; a chunk ends after --minutes. When the
+schedule is done (or every chunk, with --out), the EMA weights are written with save_pretrained
+(safetensors + config) plus training_log.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -21,128 +32,274 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ReasonerModel, rollout, sample_noise
+from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
+from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import render, solution_plan
 from ruledsl.tasks.scorers import score_video
 
-MOVING_WEIGHT = 10.0
-SIZE, FRAMES = 32, 16
+FRAMES = 16
+V1_SIZE, V2_SIZE = 32, 64
+BUFFER_MAX = 8000  # videos kept in v2's replay buffer (fp16 latents, ~33 KB each)
 
 
-def batch_of_tasks(rng: random.Random, batch: int, seed: int, split: str = "train"):
-    families = [rng.choice(list(FAMILIES)) for _ in range(batch)]
-    instances = [generate(f, rng.randrange(10**9), seed, split) for f in families]
-    videos = np.stack([render(i, solution_plan(i, FRAMES), (SIZE, SIZE)) for i in instances])
-    return instances, torch.from_numpy(videos).float().div(255).permute(0, 1, 4, 2, 3)
+def render_videos(instances, size: int) -> torch.Tensor:
+    """Ground-truth videos [B, FRAMES, 3, size, size] in [0, 1]."""
+    videos = np.stack([render(i, solution_plan(i, FRAMES), (size, size)) for i in instances])
+    return torch.from_numpy(videos).float().div(255).permute(0, 1, 4, 2, 3)
 
 
-def evaluate(model: ReasonerModel, per_family: int = 5, seed: int = 0, split: str = "test", steps: int = 8) -> dict:
-    """Scorer pass rate and mean score per family on held-out instances (fixed noise seeds)."""
+def random_instances(rng: random.Random, count: int, seed: int):
+    return [generate(rng.choice(list(FAMILIES)), rng.randrange(10**9), seed, "train") for _ in range(count)]
+
+
+def family_labels(rng: random.Random, instances) -> torch.Tensor:
+    return torch.tensor([UNKNOWN_FAMILY if rng.random() < 0.1 else FAMILY_IDS[i.family] for i in instances])
+
+
+class V1:
+    """Pixel-space reasoner at 32x32."""
+
+    def __init__(self, args):
+        from ruledsl.runtime.reasoner import ReasonerModel
+
+        self.model = ReasonerModel(size=V1_SIZE, frames=FRAMES)
+        self.seed = args.seed
+
+    def loss(self, rng: random.Random, batch: int) -> torch.Tensor:
+        instances = random_instances(rng, batch, self.seed)
+        x0 = render_videos(instances, V1_SIZE) * 2 - 1
+        first = x0[:, 0]
+        moving = ((x0 - first[:, None]).abs().sum(2, keepdim=True) > 0.1).float()
+        return flow_matching_loss(self.model, x0, first, family_labels(rng, instances), moving)
+
+    def sample(self, model, instance, seed: int) -> torch.Tensor:
+        from ruledsl.runtime.reasoner import rollout, sample_noise
+
+        frames = max(FRAMES, instance.frames_needed())
+        first = render_videos_first(instance, frames, V1_SIZE)
+        noise = sample_noise(1, frames, V1_SIZE, V1_SIZE, seed=seed)
+        return rollout(model, first, torch.tensor([FAMILY_IDS[instance.family]]), noise)
+
+
+class V2:
+    """Latent reasoner over a trained, frozen frame codec."""
+
+    def __init__(self, args):
+        from ruledsl.runtime.frame_codec import PaletteAutoencoder
+        from ruledsl.runtime.latent_reasoner import LatentReasonerModel
+
+        if args.codec is None:
+            raise SystemExit("--arch v2 needs --codec FOLDER (a frame codec from scripts/train_decoder.py)")
+        codec = PaletteAutoencoder.from_pretrained(args.codec, use_safetensors=True)
+        self.model = LatentReasonerModel(
+            codec_config={k: v for k, v in codec.config.items() if not k.startswith("_")},
+            channels=args.channels,
+            depth=args.depth,
+            size=V2_SIZE,
+            frames=FRAMES,
+            steps=args.sample_steps,
+        )
+        self.model.codec.load_state_dict(codec.state_dict())
+        self.model.codec.eval().requires_grad_(False)
+        self.seed, self.new_per_step, self.buffer_start = args.seed, args.new_per_step, args.buffer_start
+        self.buffer: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (z0, changes, family id), fp16
+
+    @torch.no_grad()
+    def _add(self, rng: random.Random, count: int) -> None:
+        instances = random_instances(rng, count, self.seed)
+        z0, changes = self.model.latent_changes(render_videos(instances, V2_SIZE))
+        for i, instance in enumerate(instances):
+            self.buffer.append((z0[i].half(), changes[i].half(), FAMILY_IDS[instance.family]))
+        if len(self.buffer) > BUFFER_MAX:
+            del self.buffer[: len(self.buffer) - BUFFER_MAX]
+
+    def loss(self, rng: random.Random, batch: int) -> torch.Tensor:
+        while len(self.buffer) < self.buffer_start:
+            self._add(rng, min(32, self.buffer_start))
+        self._add(rng, self.new_per_step)
+        picks = [self.buffer[rng.randrange(len(self.buffer))] for _ in range(batch)]
+        z0 = torch.stack([p[0] for p in picks]).float()
+        x0 = torch.stack([p[1] for p in picks]).float()
+        family = torch.tensor([UNKNOWN_FAMILY if rng.random() < 0.1 else p[2] for p in picks])
+        moving = moving_mask(x0)
+        return flow_matching_loss(self.model, x0, z0, family, moving)
+
+    def sample(self, model, instance, seed: int) -> torch.Tensor:
+        from ruledsl.runtime.latent_reasoner import rollout, sample_noise
+
+        frames = max(FRAMES, instance.frames_needed())
+        first = render_videos_first(instance, frames, V2_SIZE)
+        noise = sample_noise(1, frames, model.latent_shape, seed=seed)
+        return rollout(model, first, torch.tensor([FAMILY_IDS[instance.family]]), noise)
+
+
+def trainable_parameters(model) -> list[torch.nn.Parameter]:
+    """Everything but a frozen frame codec (v2's `codec` submodule)."""
+    return [p for name, p in model.named_parameters() if not name.startswith("codec.")]
+
+
+def render_videos_first(instance, frames: int, size: int) -> torch.Tensor:
+    first = render(instance, solution_plan(instance, frames), (size, size))[0]
+    return torch.from_numpy(first).float().div(255).permute(2, 0, 1)[None]
+
+
+def evaluate(arch, model, per_family: int, seed: int, splits=("test", "ood")) -> dict:
+    """Scorer pass rate and mean score per split and family on held-out instances (noise seed = index)."""
     model.eval()
-    results = {}
+    results: dict = {}
     with torch.no_grad():
-        for family in FAMILIES:
-            scores = []
-            for index in range(per_family):
-                instance = generate(family, index, seed, split)
-                frames = max(FRAMES, instance.frames_needed())
-                first = torch.from_numpy(render(instance, solution_plan(instance, frames), (SIZE, SIZE))[0]).float()
-                first = first.div(255).permute(2, 0, 1)[None]
-                noise = sample_noise(1, frames, SIZE, SIZE, seed=index)
-                video = rollout(model, first, torch.tensor([FAMILY_IDS[family]]), noise, steps=steps)
-                frames_np = (video[0].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-                scores.append(score_video(frames_np, instance.to_dict()))
-            results[family] = {
-                "pass_rate": float(np.mean([s.passed for s in scores])),
-                "mean_score": float(np.mean([s.score for s in scores])),
-            }
-    model.train()
+        for split in splits:
+            for family in FAMILIES:
+                scores = []
+                for index in range(per_family):
+                    instance = generate(family, index, seed, split)
+                    video = arch.sample(model, instance, seed=index)
+                    frames_np = (video[0].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+                    scores.append(score_video(frames_np, instance.to_dict()))
+                results.setdefault(split, {})[family] = {
+                    "pass_rate": float(np.mean([s.passed for s in scores])),
+                    "mean_score": float(np.mean([s.score for s in scores])),
+                }
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
-    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--arch", choices=("v1", "v2"), default="v1")
+    parser.add_argument("--out", type=Path, default=None, help="where the EMA weights are saved (save_pretrained)")
+    parser.add_argument("--run", type=Path, default=None, help="run folder for last.pt (resumable checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget of this chunk")
+    parser.add_argument("--max-steps", type=int, default=5000, help="total steps (length of the lr schedule)")
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-minutes", type=float, default=10.0)
     parser.add_argument("--eval-per-family", type=int, default=5)
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--codec", type=Path, default=None, help="v2: the trained frame codec folder")
+    parser.add_argument("--channels", type=int, default=64, help="v2: denoiser width")
+    parser.add_argument("--depth", type=int, default=4, help="v2: denoiser blocks")
+    parser.add_argument("--sample-steps", type=int, default=8, help="v2: Euler steps per sample (saved in config)")
+    parser.add_argument("--buffer-start", type=int, default=256, help="v2: videos encoded before the first step")
+    parser.add_argument("--new-per-step", type=int, default=2, help="v2: videos added to the replay buffer per step")
     args = parser.parse_args()
+    if args.out is None and args.run is None:
+        parser.error("give --out (weights) and/or --run (checkpoints)")
+
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    model = ReasonerModel(size=SIZE, frames=FRAMES)
-    ema = ReasonerModel(size=SIZE, frames=FRAMES)
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    budget = args.minutes * 60
-    start = last_log = last_eval = time.time()
+    arch = V1(args) if args.arch == "v1" else V2(args)
+    model = arch.model
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=args.warmup, num_training_steps=args.max_steps)
+    ema = EMAModel(params, decay=0.999, use_ema_warmup=True, power=0.75)
     log = {
         "args": {k: str(v) for k, v in vars(args).items()},
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in params),
         "losses": [],
         "evals": [],
+        "seconds": 0.0,
+        "chunks": [],
     }
-    step, running = 0, []
-    while time.time() - start < budget and (args.max_steps is None or step < args.max_steps):
-        instances, video = batch_of_tasks(rng, args.batch, args.seed)
-        x0 = video * 2 - 1
-        first = x0[:, 0]
-        sigma = torch.sigmoid(torch.randn(args.batch))[:, None, None, None, None]
-        noise = torch.randn_like(x0)
-        x = (1 - sigma) * x0 + sigma * noise
-        family = torch.tensor([UNKNOWN_FAMILY if rng.random() < 0.1 else FAMILY_IDS[i.family] for i in instances])
-        prediction = model(x, sigma.flatten() * 1000, first, family)
-        moving = ((x0 - first[:, None]).abs().sum(2, keepdim=True) > 0.1).float()
-        weight = 1 + MOVING_WEIGHT * moving
-        loss = (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
-        lr = (
-            args.lr
-            * min(1.0, (step + 1) / 200)
-            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - start) / budget))))
+    step = 0
+    last = args.run / "last.pt" if args.run else None
+    if args.resume:
+        if last is None or not last.exists():
+            raise SystemExit(f"--resume: no checkpoint at {last}")
+        state = torch.load(last, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ema.load_state_dict(state["ema"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, log = state["step"], state["log"]
+        print(f"resumed {last} at step {step} ({log['seconds'] / 60:.1f} min trained)", flush=True)
+    log["chunks"].append({"start_step": step, "command_args": {k: str(v) for k, v in vars(args).items()}})
+
+    def ema_model():
+        """A copy of the model holding the EMA weights."""
+        import copy
+
+        copy_ = copy.deepcopy(model)
+        ema.copy_to(trainable_parameters(copy_))
+        return copy_.eval()
+
+    def save_checkpoint():
+        args.run.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "ema": ema.state_dict(),
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "log": log,
+            },
+            last.with_suffix(".tmp"),
         )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        last.with_suffix(".tmp").replace(last)
+        (args.run / "log.json").write_text(json.dumps(log, indent=1) + "\n")
+
+    model.train()
+    start = time.time()
+    seconds0 = log["seconds"]
+    last_log = last_eval = last_ckpt = start
+    running = []
+    while step < args.max_steps and time.time() - start < args.minutes * 60:
+        loss = arch.loss(rng, args.batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        with torch.no_grad():
-            decay = min(0.999, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), model.parameters()):
-                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        scheduler.step()
+        ema.step(params)
         running.append(loss.item())
         step += 1
         now = time.time()
+        log["seconds"] = seconds0 + now - start
         if now - last_log > 60:
-            elapsed = now - start
-            log["losses"].append({"step": step, "minutes": round(elapsed / 60, 2), "loss": float(np.mean(running))})
+            minutes = log["seconds"] / 60
+            log["losses"].append({"step": step, "minutes": round(minutes, 2), "loss": float(np.mean(running))})
             print(
-                f"step {step:6d}  {elapsed / 60:5.1f} min  loss {np.mean(running):.4f}  {step / elapsed:.2f} steps/s  lr {lr:.2e}",
+                f"step {step:6d}  {minutes:6.1f} min  loss {np.mean(running):.4f}  "
+                f"{len(running) / (now - last_log):.2f} steps/s  lr {scheduler.get_last_lr()[0]:.2e}",
                 flush=True,
             )
             running, last_log = [], now
         if now - last_eval > args.eval_minutes * 60:
-            result = evaluate(ema, args.eval_per_family, seed=args.seed)
-            log["evals"].append({"step": step, "minutes": round((now - start) / 60, 2), "test": result})
-            print(
-                f"eval at step {step}: "
-                + ", ".join(f"{f} {r['pass_rate']:.0%}/{r['mean_score']:.2f}" for f, r in result.items()),
-                flush=True,
-            )
+            result = evaluate(arch, ema_model(), args.eval_per_family, args.seed)
+            log["evals"].append({"step": step, "minutes": round(log["seconds"] / 60, 2), **result})
+            for split, families in result.items():
+                print(
+                    f"eval {split} at step {step}: "
+                    + ", ".join(f"{f} {r['pass_rate']:.0%}/{r['mean_score']:.2f}" for f, r in families.items()),
+                    flush=True,
+                )
             last_eval = time.time()
-    log["steps"], log["minutes"] = step, round((time.time() - start) / 60, 2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ema.save_pretrained(args.out)
-    (args.out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
-    print(f"saved {args.out} after {step} steps ({log['minutes']} min)")
+        if last is not None and time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            save_checkpoint()
+            last_ckpt = time.time()
+    log["steps"], log["minutes"] = step, round(log["seconds"] / 60, 2)
+    if last is not None:
+        save_checkpoint()
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        ema_model().save_pretrained(args.out)
+        (args.out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+        print(f"saved {args.out} after {step} steps ({log['minutes']} min)", flush=True)
+    print(f"stopped at step {step}/{args.max_steps}" + (f"; resume with --run {args.run} --resume" if last else ""))
 
 
 if __name__ == "__main__":

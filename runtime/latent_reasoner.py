@@ -1,0 +1,246 @@
+"""Reasoner v2: a first-frame-conditioned flow-matching video model over frame-codec latents.
+
+Data flow: first frame [3, 64, 64] -> codec latent z0 [4, 16, 16]; the denoiser generates, for
+every frame t, the latent *change* d_t = z_t - z0 (zero wherever nothing moves, so the fixed layout
+is kept by construction and the model only decides where things go); frames = decode(z0 + d_t),
+drawn by the codec in flat palette colours (runtime/frame_codec.py).
+
+Denoiser: latents in 2x2 patches (8x8 tokens per frame for 64x64 frames), then blocks of
+  - a pseudo-3D residual conv (spatial 3x3, FiLM by time and task family, temporal 3-tap),
+  - self-attention within each frame (where is the goal, which corridors are open),
+  - self-attention across frames at each position (one coherent trajectory in time),
+attention projections named `to_q`, `to_k`, `to_v`, `to_out.0` like diffusers' attention, so
+the runtime's default LoRA targets find them. Trained by rectified flow (velocity = noise - data),
+sampled with diffusers' `FlowMatchEulerDiscreteScheduler`. The codec is a submodule: one
+`save_pretrained` folder (safetensors + config) holds the whole model, and `rollout` decodes
+inside the graph, so compiled losses backpropagate through the decoder to a LoRA on the denoiser.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ModelMixin
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+
+from ruledsl.runtime.frame_codec import PaletteAutoencoder, decode_video, encode_video, resize_frames
+from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ResBlock, family_ids, make_scheduler, sinusoid
+
+__all__ = [
+    "FAMILY_IDS",
+    "UNKNOWN_FAMILY",
+    "LatentReasonerModel",
+    "family_ids",
+    "flow_matching_loss",
+    "moving_mask",
+    "rollout",
+    "sample_noise",
+]
+
+
+class AxisAttention(nn.Module):
+    """Self-attention along one axis of [B, C, T, h, w]: "space" (tokens of one frame) or "time"
+    (one position across frames). Pre-norm, residual, zero-initialised output."""
+
+    def __init__(self, channels: int, heads: int, axis: str):
+        super().__init__()
+        self.heads, self.axis = heads, axis
+        self.norm = nn.LayerNorm(channels)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels)])
+        nn.init.zeros_(self.to_out[0].weight)
+        nn.init.zeros_(self.to_out[0].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        if self.axis == "space":
+            tokens = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+        else:
+            tokens = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)
+        normed = self.norm(tokens)
+        n, length = tokens.shape[:2]
+        q, k, v = (
+            proj(normed).view(n, length, self.heads, c // self.heads).transpose(1, 2)
+            for proj in (self.to_q, self.to_k, self.to_v)
+        )
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, c)
+        tokens = tokens + self.to_out[0](out)
+        if self.axis == "space":
+            return tokens.view(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+        return tokens.view(b, h, w, t, c).permute(0, 4, 3, 1, 2)
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, embed: int, heads: int):
+        super().__init__()
+        self.conv = ResBlock(channels, embed)
+        self.space = AxisAttention(channels, heads, "space")
+        self.time = AxisAttention(channels, heads, "time")
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.time(self.space(self.conv(x, emb)))
+
+
+class LatentReasonerModel(ModelMixin, ConfigMixin):
+    """Velocity model v(d_σ, σ, z0, family) over latent changes [B, T, C, h, w]; `codec` draws frames."""
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        codec_config: dict | None = None,
+        patch: int = 2,
+        channels: int = 96,
+        depth: int = 3,
+        embed: int = 128,
+        heads: int = 4,
+        families: int = UNKNOWN_FAMILY + 1,
+        size: int = 64,
+        frames: int = 16,
+        steps: int = 8,
+    ):
+        super().__init__()
+        self.codec = PaletteAutoencoder(**(codec_config or {}))
+        self.codec.requires_grad_(False)
+        latent = self.codec.config.latent_channels
+        tokens = latent * patch * patch
+        self.time_mlp = nn.Sequential(nn.Linear(embed, embed), nn.SiLU(), nn.Linear(embed, embed))
+        self.family_embedding = nn.Embedding(families, embed)
+        self.frame_proj = nn.Linear(embed, channels)
+        self.proj_in = nn.Conv3d(2 * tokens, channels, 1)
+        self.blocks = nn.ModuleList([Block(channels, embed, heads) for _ in range(depth)])
+        self.norm_out = nn.GroupNorm(8, channels)
+        self.proj_out = nn.Conv3d(channels, tokens, 1)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+        self.gradient_checkpointing = False
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's latent."""
+        down = self.codec.downsampling
+        return self.codec.config.latent_channels, self.config.size // down, self.config.size // down
+
+    def _patchify(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C, h, w] -> [B, C p², T, h/p, w/p]
+        b, t = x.shape[:2]
+        y = F.pixel_unshuffle(x.flatten(0, 1), self.config.patch)
+        return y.view(b, t, *y.shape[1:]).transpose(1, 2)
+
+    def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, t = x.shape[:3]
+        y = F.pixel_shuffle(x.transpose(1, 2).flatten(0, 1), self.config.patch)
+        return y.view(b, t, *y.shape[1:])
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        first_latent: torch.Tensor,
+        family: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """sample [B, T, C, h, w] noisy latent changes, timestep [B] in [0, 1000], first_latent [B, C, h, w]."""
+        b, t, _, height, width = sample.shape
+        if height % self.config.patch or width % self.config.patch:
+            raise ValueError(f"latent height and width must be multiples of {self.config.patch}, got {height}x{width}")
+        if family is None:
+            family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
+        timestep = timestep.to(sample.device).float().expand(b)
+        emb = self.time_mlp(sinusoid(timestep, self.config.embed)) + self.family_embedding(family)
+        cond = first_latent[:, None].expand(b, t, *first_latent.shape[1:])
+        x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
+        frame_pos = self.frame_proj(sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config.embed))
+        x = x + frame_pos.T[None, :, :, None, None]
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, emb, use_reentrant=False)
+            else:
+                x = block(x, emb)
+        return self._unpatchify(self.proj_out(F.silu(self.norm_out(x))))
+
+    def encode_first_frame(self, first_frame: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [0, 1] (any size) -> [B, C, h, w] latents at the model's frame size."""
+        return self.codec.encode(resize_frames(first_frame, self.config.size))
+
+    def latent_changes(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training data: [B, T, 3, H, W] in [0, 1] -> (z0 [B, C, h, w], changes [B, T, C, h, w])."""
+        latents = encode_video(self.codec, video)
+        return latents[:, 0], latents - latents[:, :1]
+
+
+MOVING_WEIGHT = 10.0  # what moves is a few cells of a frame; without this the loss barely sees it
+
+
+def flow_matching_loss(
+    model, x0: torch.Tensor, cond: torch.Tensor, family: torch.Tensor | None, moving: torch.Tensor
+) -> torch.Tensor:
+    """Rectified-flow loss: x_σ = (1 - σ)·x₀ + σ·ε, σ logit-normal, the model predicts ε - x₀.
+
+    Works for either reasoner (v1: x0 pixels, cond the first frame; v2: x0 latent changes, cond
+    z0); `moving` (broadcastable to x0, 1 where something moves) weighs MOVING_WEIGHT times more.
+    Used by training (scripts/train_reasoner.py) and by fitting a LoRA to one video (benchmarks).
+    """
+    sigma = torch.sigmoid(torch.randn(x0.shape[0], device=x0.device))[:, None, None, None, None]
+    noise = torch.randn_like(x0)
+    prediction = model((1 - sigma) * x0 + sigma * noise, sigma.flatten() * 1000, cond, family)
+    weight = 1 + MOVING_WEIGHT * moving
+    return (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
+
+
+def moving_mask(changes: torch.Tensor) -> torch.Tensor:
+    """[B, T, C, h, w] latent changes -> [B, T, 1, h, w] 1 where the latent changed."""
+    return (changes.abs().sum(2, keepdim=True) > 0.1).float()
+
+
+def sample_noise(batch: int, frames: int, shape: tuple[int, int, int], seed: int, device=None) -> torch.Tensor:
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randn(batch, frames, *shape, generator=generator).to(device or "cpu")
+
+
+def denoise(
+    model: LatentReasonerModel,
+    first_latent: torch.Tensor,
+    family: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int | None = None,
+    grad_steps: int = 0,
+    scheduler=None,
+) -> torch.Tensor:
+    """Euler flow-matching from `noise` [B, T, C, h, w] to latent changes; gradients through the last `grad_steps`.
+
+    `set_timesteps` is called on every rollout because the scheduler is stateful.
+    """
+    steps = steps or model.config.steps
+    scheduler = scheduler or make_scheduler()
+    scheduler.set_timesteps(steps, device=noise.device)
+    x = noise
+    for i, t in enumerate(scheduler.timesteps):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and i >= steps - grad_steps):
+            velocity = model(x, t.expand(x.shape[0]), first_latent, family)
+            x = scheduler.step(velocity, t, x, return_dict=False)[0]
+    return x
+
+
+def rollout(
+    model: LatentReasonerModel,
+    first_frame: torch.Tensor,
+    family: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int | None = None,
+    grad_steps: int = 0,
+    scheduler=None,
+) -> torch.Tensor:
+    """First frame [B, 3, H, W] in [0, 1] + noise [B, T, C, h, w] -> video [B, T, 3, size, size] in [0, 1].
+
+    The decode is inside the graph (gradients reach the denoiser when grad_steps > 0). Frame 0 is
+    the given first frame (resized to the model's size).
+    """
+    with torch.no_grad():
+        first_latent = model.encode_first_frame(first_frame)
+    changes = denoise(model, first_latent, family, noise, steps, grad_steps, scheduler)
+    video = decode_video(model.codec, first_latent[:, None] + changes).clamp(0, 1)
+    first = resize_frames(first_frame, model.config.size)
+    return torch.cat([first[:, None], video[:, 1:]], dim=1)
