@@ -183,6 +183,9 @@ def eval_(
         0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."
     ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE (repeatable)."),
+    task: Path = typer.Option(
+        None, "--task", help="A task folder: its metadata sets the program's params (e.g. `cell`), as in optimize."
+    ),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -192,7 +195,9 @@ def eval_(
     if out is not None and out.exists() and not force:
         _stderr(f"error: {out} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
-    compiled = _compile_or_exit(program, temperature=temperature, params=_parse_params(param))
+    params = _parse_params(param)
+    params = {**_task_params_or_exit(program, task, video, set(params)), **params}
+    compiled = _compile_or_exit(program, temperature=temperature, params=params)
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
@@ -210,6 +215,33 @@ def eval_(
     else:
         _print_report_table(report, rule_file, video)
     raise typer.Exit(EXIT_OK if bool(report.satisfied.all()) else EXIT_FAIL)
+
+
+def _task_params_or_exit(program, task: Path | None, video: Path, given: set[str]) -> dict[str, float]:
+    """Params from `--task`'s metadata; without `--task`, warn when the video sits in a task folder whose
+    metadata would set a param that is left at its declared default (a silent wrong verdict otherwise)."""
+    from ruledsl.tasks.layout import TaskFolderError, read_task, task_params
+
+    declared = {name for name, value in program.checked.constants.items() if isinstance(value, float)}
+    if task is not None:
+        try:
+            return task_params(read_task(task), declared)
+        except TaskFolderError as error:
+            _stderr(f"error: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
+    folder = video if video.is_dir() else video.parent
+    if (folder / "metadata.json").is_file() and (folder / "first_frame.png").is_file():
+        try:
+            found = task_params(read_task(folder), declared - given)
+        except TaskFolderError:
+            return {}
+        for name, value in sorted(found.items()):
+            declared_value = program.checked.constants[name]
+            _stderr(
+                f"warning: param `{name}` keeps its declared default {declared_value:g}, but the task in {folder} "
+                f"sets it to {value:.6g}; pass --task {folder} (or --param {name}=...)"
+            )
+    return {}
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:
