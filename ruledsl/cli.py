@@ -509,8 +509,7 @@ def reasoner_sample(
     import torch
 
     from ruledsl.compiler.video_io import write_video
-    from ruledsl.runtime.generators import ReasonerGenerator
-    from ruledsl.runtime.run import condition_from_task
+    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the wheel, install it into a fresh venv outside the checkout (no editable install) and run the
-# main commands from it: `check`, `reasoner info`, and a one-step `optimize` on a generated task.
+# main commands from it: `check`, `reasoner info`, `reasoner sample`, and a one-step `optimize` on a generated task.
 # Catches what an editable install hides: missing subpackages, grammar, examples or shipped weights.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +20,7 @@ example="$(python -c 'from importlib.resources import files; print(files("ruleds
 ruledsl check "$example"
 ruledsl reasoner info > card.md && head -n 3 card.md
 ruledsl tasks generate maze --n 1 --split test --out data/maze
+ruledsl reasoner sample data/maze/00000 --seed 0 --out sample.gif
 status=0
 ruledsl optimize "$example" --task data/maze/00000 --out run --steps 1 || status=$?
 [ "$status" -le 1 ] || { echo "optimize failed with exit code $status"; exit 1; }
