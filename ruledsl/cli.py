@@ -360,6 +360,68 @@ def _run_with_display(run, compiled):
 
 
 @app.command()
+def bench(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for results.jsonl, summary.json, table.md, plots, index.html."
+    ),
+    split: str = typer.Option("test", "--split", help="Task split: train, test or ood."),
+    n: int = typer.Option(10, "--n", min=1, help="Instances per family."),
+    seed: int = typer.Option(0, "--seed", help="The split's instance stream, as in `tasks generate`."),
+    budget: list[float] = typer.Option([400.0], "--budget", help="An NFE budget (repeatable; one run covers all)."),
+    methods: str = typer.Option("base,best-of-n,lora-v1", "--methods", help="Comma-separated methods."),
+    families: str = typer.Option("", "--families", help="Comma-separated families (default: all)."),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
+    model: Path = typer.Option(None, "--model", help="A reasoner folder (default: the built-in reasoner)."),
+    steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
+) -> None:
+    """Compare methods at equal NFE on held-out instances, judged by the independent task scorers."""
+    import os
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ruledsl.runtime.bench import BenchConfig, BenchError, parse_methods, run_bench, table_markdown
+
+    try:
+        config = BenchConfig(
+            out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
+            families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
+            engine=engine, address=address, model=str(model) if model else None, steps=steps,
+        )  # fmt: skip
+        columns = (
+            TextColumn("instances"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("bench", total=None)
+
+            def progress(finished: int, total: int, skipped: int) -> None:
+                bar.update(task, completed=finished, total=total)
+                if finished == 0 and skipped:
+                    bar.console.print(f"resuming: {skipped} finished instance(s) skipped")
+
+            summary = run_bench(config, resume=resume, force=force, progress=progress)
+    except BenchError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(table_markdown(summary))
+    print(f"wrote {out}/: results.jsonl, summary.json, table.md, success_vs_nfe.png, per_family.png, index.html")
+
+
+@app.command()
 def palette(
     image: Path = typer.Argument(..., help="An image (e.g. a task's first_frame.png)."),
     json_output: bool = typer.Option(False, "--json"),

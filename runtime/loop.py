@@ -90,8 +90,9 @@ def _rank(report) -> tuple:
 class _Tracker:
     """Shared accounting and best-so-far for every method."""
 
-    def __init__(self, program, budget: Budget, settings: Settings, resume: dict | None = None):
+    def __init__(self, program, budget: Budget, settings: Settings, resume: dict | None = None, on_best=None):
         self.program, self.budget, self.settings = program, budget, settings
+        self.on_best = on_best
         resume = resume or {}
         self.start = time.perf_counter() - resume.get("seconds", 0.0)
         self.nfe = resume.get("nfe", 0.0)
@@ -111,6 +112,8 @@ class _Tracker:
         rank = _rank(report)
         if self.best is None or rank > self.best[0]:
             self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
+            if self.on_best:
+                self.on_best(self.best[1], report, step, self.nfe)
         return report
 
     def record(self, step: int, report, skipped: bool = False) -> None:
@@ -171,8 +174,10 @@ def optimize(
     settings: Settings | None = None,
     on_step=None,
     resume: dict | None = None,
+    on_best=None,
 ) -> Result:
-    """Optimize one task instance; `on_step(step, report)` is called after every judged rollout.
+    """Optimize one task instance; `on_step(step, report)` is called after every judged rollout, and
+    `on_best(video, report, step, nfe)` whenever a rollout becomes the best so far (`nfe`: spent by then).
 
     `resume` (from `Result.state` of an interrupted run, plus its history/nfe/seconds and best
     video) continues where that run stopped.
@@ -180,7 +185,7 @@ def optimize(
     budget, settings = budget or Budget(), settings or Settings()
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r}; choose from {', '.join(METHODS)}")
-    tracker = _Tracker(program, budget, settings, resume)
+    tracker = _Tracker(program, budget, settings, resume, on_best)
     interrupted = False
     # The base sample: seed `settings.seed`, no gradient. Every method starts from it.
     with torch.no_grad():
