@@ -23,29 +23,9 @@ import torch
 
 from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+from ruledsl.runtime.settings import Budget, Settings
 
 METHODS = ("lora", "best-of-n", "noise")
-
-
-@dataclass
-class Budget:
-    steps: int = 16  # optimization steps (rollouts after the base sample)
-    seconds: float | None = None
-    nfe: float | None = None  # denoiser forward-equivalents, base sample included
-
-
-@dataclass
-class Settings:
-    method: str = "lora"
-    seed: int = 0
-    lr: float = 3e-3
-    rank: int = 8
-    targets: tuple[str, ...] | None = None  # None: the generator's default LoRA targets
-    grad_steps: int = 2
-    clip: float = 1.0
-    plateau: int = 8  # stop after this many steps without a better loss
-    max_nonfinite: int = 3
-    noise_lr: float = 0.05
 
 
 @dataclass
