@@ -279,6 +279,9 @@ def optimize(
     model: Path = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    sampling_steps: int = typer.Option(
+        None, "--sampling-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
+    ),
     method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
         Budget.steps,
@@ -318,7 +321,7 @@ def optimize(
     try:
         check_out_folder(out, force, resume)
         folder = read_task(task)
-        generator = load_generator(model, device=device, dtype=dtype)
+        generator = load_generator(model, device=device, dtype=dtype, steps=sampling_steps)
     except (RunExistsError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None

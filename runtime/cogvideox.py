@@ -65,10 +65,10 @@ class CogVideoXI2VGenerator(DiffusersI2VGenerator):
             device=self.device,
             dtype=self.dtype,
         )
-        noise = self.initial_noise(condition, 0).expand(batch, -1, -1, -1, -1)
-        _, image_latents = pipe.prepare_latents(
+        noise = self.initial_noise(condition, 0)
+        _, image_latents = pipe.prepare_latents(  # for one video (it encodes one image per batch entry)
             self.first_frame(condition, h, w),
-            batch,
+            1,
             pipe.transformer.config.in_channels // 2,
             self.frame_count(condition),
             h,
@@ -85,7 +85,9 @@ class CogVideoXI2VGenerator(DiffusersI2VGenerator):
             else None
         )
         ofs = None if config.ofs_embed_dim is None else noise.new_full((1,), 2.0)
-        return CogVideoXConditioning(prompt_embeds.repeat(batch, 1, 1), image_latents, rotary, ofs)
+        return CogVideoXConditioning(
+            prompt_embeds.repeat(batch, 1, 1), image_latents.repeat(batch, 1, 1, 1, 1), rotary, ofs
+        )
 
     def start(self, noise, conditioning):
         return noise * self.scheduler.init_noise_sigma

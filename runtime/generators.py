@@ -334,10 +334,10 @@ class ReasonerGenerator(VideoGenerator):
                     f"no reasoner at {path} (expected config.json and safetensors weights); "
                     "train one with `python scripts/train_reasoner.py --out PATH`"
                 )
-            model = ReasonerModel.from_pretrained(path, use_safetensors=True)
+            model = ReasonerModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+        elif dtype is not None:
+            model = model.to(dtype)
         self.model = model.to(device or "cpu").eval()
-        if dtype is not None:
-            self.model.to(dtype)
         self.dtype = next(self.model.parameters()).dtype
         self.steps = steps
         self.size = model.config.size
