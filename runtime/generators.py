@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ruledsl.runtime.settings import GradientWindow
+
 # Shipped inside the package (models/ installs as ruledsl.models), so a wheel install finds it.
 DEFAULT_REASONER = Path(str(resources.files("ruledsl.models").joinpath("reasoner")))
 
@@ -60,52 +62,6 @@ def to_uint8(video: torch.Tensor):
     import numpy as np
 
     return (video.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class GradientWindow:
-    """Which denoising steps of a rollout keep the graph through the denoiser, and how.
-
-    The steps are `range(steps)[start:stop]` (step 0 is the noisiest; Python slice semantics, so
-    `start=-2` is the last two). From the window's first step on, the latents keep the graph through
-    every scheduler step, so a window that ends before the last step still gets gradient: the later
-    denoiser calls run without graph and count as constants, and the gradient reaches the window
-    through the sampler's update (for Euler, x + dt·v, the identity path). A window reaching the last
-    step is exact backpropagation through its steps, the usual truncated backpropagation (DRaFT-K).
-    `checkpoint`: the window's denoiser activations are recomputed in the backward instead of kept
-    (non-reentrant `torch.utils.checkpoint`, which frozen base weights need), so memory does not grow
-    with the window: what gradients through all steps need on a large model.
-
-    Randomized truncation (DRaFT/AlignProp) is a caller drawing `GradientWindow.last(k)` with a fresh
-    random k per rollout; the loop here needs nothing more.
-    """
-
-    start: int | None = 0
-    stop: int | None = 0
-    checkpoint: bool = False
-
-    @classmethod
-    def last(cls, k: int, checkpoint: bool = False) -> GradientWindow:
-        """The last `k` steps (0: none)."""
-        return cls(-k, None, checkpoint) if k > 0 else cls()
-
-    @classmethod
-    def first(cls, k: int, checkpoint: bool = False) -> GradientWindow:
-        """The first `k` steps, where layout and motion are decided."""
-        return cls(0, max(k, 0), checkpoint)
-
-    @classmethod
-    def every(cls, checkpoint: bool = False) -> GradientWindow:
-        """Every step."""
-        return cls(0, None, checkpoint)
-
-    @classmethod
-    def of(cls, grad_steps: int | GradientWindow) -> GradientWindow:
-        """An int K means the last K steps (what `Settings.grad_steps` and `--grad-steps` give)."""
-        return grad_steps if isinstance(grad_steps, GradientWindow) else cls.last(int(grad_steps))
-
-    def indices(self, steps: int) -> range:
-        return range(steps)[self.start : self.stop]
 
 
 class VideoGenerator(ABC):

@@ -312,3 +312,15 @@ def test_cli_option_defaults_are_the_settings_defaults():
     for name in ("method", "seed", "lr", "rank", "grad_steps"):
         assert options[name] == getattr(settings, name), name
     assert (options["steps"], options["seconds"], options["nfe"]) == (budget.steps, budget.seconds, budget.nfe)
+
+
+def test_optimize_through_every_step_with_checkpointing(generator, condition, tmp_path):
+    window = GradientWindow.every(checkpoint=True)
+    settings = Settings(rank=4, grad_steps=window)
+    result = optimize(program(), condition, generator, Budget(steps=2), settings)
+    assert (
+        result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(window) and len(result.history) > 1
+    )
+    write_run(tmp_path / "run", result, "r.rule", None, "tiny", settings, Budget(steps=2), {})
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())["settings"]["grad_steps"]
+    assert saved == {"start": 0, "stop": None, "checkpoint": True}
