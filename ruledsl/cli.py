@@ -279,8 +279,8 @@ def optimize(
     model: Path = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
-    sampling_steps: int = typer.Option(
-        None, "--sampling-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
+    sample_steps: int = typer.Option(
+        None, "--sample-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
     ),
     method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
@@ -321,7 +321,7 @@ def optimize(
     try:
         check_out_folder(out, force, resume)
         folder = read_task(task)
-        generator = load_generator(model, device=device, dtype=dtype, steps=sampling_steps)
+        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
     except (RunExistsError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -390,7 +390,9 @@ def bench(
     workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
-    model: Path = typer.Option(None, "--model", help="A reasoner folder (default: the built-in reasoner)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
     resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
@@ -413,7 +415,8 @@ def bench(
         config = BenchConfig(
             out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
             families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
-            engine=engine, address=address, model=str(model) if model else None, steps=steps,
+            engine=engine, address=address, model=str(model) if model else None, steps=steps, device=device,
+            dtype=dtype,
         )  # fmt: skip
         columns = (
             TextColumn("instances"),

@@ -125,7 +125,7 @@ def test_cli_optimize_and_sample_with_a_pipeline_folder(pipeline_folder, task_fo
     _, folder = pipeline_folder
     rules = tmp_path / "r.rule"
     rules.write_text(RULES)
-    common = ["--model", str(folder), "--device", "cpu", "--sampling-steps", "2"]
+    common = ["--model", str(folder), "--device", "cpu", "--sample-steps", "2"]
     optimized = runner.invoke(
         app,
         ["optimize", str(rules), "--task", str(task_folder), "--out", str(tmp_path / "run")]
@@ -150,7 +150,7 @@ def test_cli_optimize_bfloat16(task_folder, tmp_path):
     rules.write_text(RULES)
     args = ["optimize", str(rules), "--task", str(task_folder), "--out", str(tmp_path / "run"), "--model", str(folder)]
     result = runner.invoke(
-        app, args + ["--device", "cpu", "--dtype", "bfloat16", "--sampling-steps", "2", "--steps", "1", "--rank", "4"]
+        app, args + ["--device", "cpu", "--dtype", "bfloat16", "--sample-steps", "2", "--steps", "1", "--rank", "4"]
     )
     assert result.exit_code in (0, 1), result.output
     assert len(json.loads((tmp_path / "run" / "report.json").read_text())["curve"]) >= 2

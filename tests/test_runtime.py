@@ -289,18 +289,8 @@ def test_cli_model_errors_exit_2_and_write_nothing(tmp_path):
     bad_dtype = runner.invoke(app, base + ["--dtype", "float8"])
     assert bad_dtype.exit_code == 2 and "float8" in bad_dtype.stderr
     assert not (tmp_path / "run").exists()
-
-
-def test_cli_reasoner_sample(tmp_path):
-    tiny_model().save_pretrained(tmp_path / "m")
-    task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task", size=(32, 32), frames=4)
-    args = ["reasoner", "sample", str(task), "--model", str(tmp_path / "m"), "--steps", "2", "--device", "cpu"]
-    first = runner.invoke(app, args + ["--out", str(tmp_path / "a.mp4")])
-    assert first.exit_code == 0, first.output
-    frames = json.loads((task / "metadata.json").read_text())["render"]["frames"]
-    assert (tmp_path / "a.mp4").stat().st_size > 0 and f"{frames} frames, 16x16" in first.stdout
-    again = runner.invoke(app, args + ["--out", str(tmp_path / "a.mp4")])
-    assert again.exit_code == 2 and "--force" in again.stderr
+    bench = runner.invoke(app, ["bench", "--out", str(tmp_path / "bench"), "--n", "1", "--model", str(tmp_path / "sd")])
+    assert bench.exit_code == 2 and "StableDiffusionPipeline" in bench.stderr and not (tmp_path / "bench").exists()
 
 
 def test_cli_option_defaults_are_the_settings_defaults():
