@@ -284,7 +284,7 @@ class ReasonerGenerator(VideoGenerator):
         from ruledsl.runtime.reasoner import ReasonerModel, make_scheduler
 
         if model is None:
-            path = Path(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
+            path = Path(path) if path else Path(os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
             if not (path / "config.json").exists():
                 raise FileNotFoundError(
                     f"no reasoner at {path} (expected config.json and safetensors weights); "

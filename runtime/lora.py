@@ -14,7 +14,7 @@ import torch
 ADAPTER = "ruledsl"
 
 
-def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: float | None = None) -> list[torch.nn.Parameter]:
+def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: int | None = None) -> list[torch.nn.Parameter]:
     """Freeze `model`, add a fresh fp32 LoRA on modules whose names end with `targets`; return its parameters."""
     from peft import LoraConfig, inject_adapter_in_model
 

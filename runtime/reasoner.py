@@ -140,10 +140,12 @@ class ReasonerModel(ModelMixin, ConfigMixin):
             family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
         timestep = timestep.to(sample.device).float().expand(b)
         dtype = self.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
-        emb = self.time_mlp(sinusoid(timestep, self.config.embed).to(dtype)) + self.family_embedding(family)
+        emb = self.time_mlp(sinusoid(timestep, self.config["embed"]).to(dtype)) + self.family_embedding(family)
         cond = first_frame[:, None].expand(b, t, *first_frame.shape[1:])
         x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
-        frame_pos = self.frame_proj(sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config.embed).to(dtype))
+        frame_pos = self.frame_proj(
+            sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config["embed"]).to(dtype)
+        )
         x = x + frame_pos.T[None, :, :, None, None]
         run = self._run
         for block in self.down_blocks:
