@@ -72,7 +72,8 @@ class VideoGenerator(ABC):
 
     - `denoiser`: the module a LoRA attaches to (frozen by the runtime); `lora_targets` names its
       layers (module names ending with these);
-    - `initial_noise(condition, seed)`: the starting noise for a seed, deterministic, shape [B, ...];
+    - `initial_noise(condition, seed)`: the starting noise for a seed, deterministic, batch size 1
+      (a batch of rollouts is a `torch.cat` of seeds' noises);
     - `encode(condition, batch)`: the task's conditioning (prompt embeddings, encoded first frame,
       anything the other hooks need), computed once per task under no_grad and cached (`conditioning`);
     - `predict(latents, t, conditioning)`: one denoiser call for step `t` (velocity, noise or

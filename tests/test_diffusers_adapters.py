@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import ruledsl
 from ruledsl.cli import app
 from ruledsl.runtime.cogvideox import CogVideoXI2VGenerator
-from ruledsl.runtime.generators import Condition
+from ruledsl.runtime.generators import Condition, GradientWindow
 from ruledsl.runtime.load import load_generator
 from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.lora import attach_lora, detach_lora
@@ -76,6 +76,24 @@ def test_lora_starts_at_the_base_and_gets_gradients(generator, condition):
         ruledsl.loads(RULES).compile()(video).loss.backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
         assert all(not p.requires_grad for n, p in generator.denoiser.named_parameters() if "lora_" not in n)
+    finally:
+        detach_lora(generator.denoiser)
+
+
+def test_checkpointed_steps_give_the_same_gradients(generator, condition):
+    torch.manual_seed(0)
+    params = attach_lora(generator.denoiser, generator.lora_targets, rank=4)
+    try:
+        with torch.no_grad():  # away from the init, so both LoRA factors get gradient
+            for p in params:
+                p.add_(torch.randn_like(p) * 0.05)
+        grads = []
+        for window in (GradientWindow.every(), GradientWindow.every(checkpoint=True)):
+            for p in params:
+                p.grad = None
+            ruledsl.loads(RULES).compile()(generator.sample(condition, seed=1, grad_steps=window)).loss.backward()
+            grads.append(torch.cat([p.grad.flatten() for p in params]))
+        assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
     finally:
         detach_lora(generator.denoiser)
 
