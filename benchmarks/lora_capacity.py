@@ -23,14 +23,16 @@ import torch
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
 from ruledsl.runtime.lora import attach_lora, detach_lora
-from ruledsl.runtime.loop import Settings
 from ruledsl.runtime.reasoner import family_ids
+from ruledsl.runtime.settings import Settings
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import render, solution_plan
 from ruledsl.tasks.scorers import score_video
 
 
-def ground_truth(generator: ReasonerGenerator, instance, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ground_truth(
+    generator: ReasonerGenerator, instance, frames: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x0, cond, moving) of the model's denoising loss for the task's ground-truth video."""
     size = generator.size
     video = render(instance, solution_plan(instance, frames), (size, size))
@@ -121,7 +123,9 @@ def main() -> None:
     fixed = sum(r["fixed_at_step"] is not None for r in rows)
     print(f"fixed {fixed}/{len(rows)} {args.split} tasks within {args.steps} LoRA steps (seed-0 sample passes)")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -63,19 +63,19 @@ class PaletteAutoencoder(ModelMixin, ConfigMixin):
 
     @property
     def downsampling(self) -> int:
-        return 2 ** (len(self.config.encoder_blocks) - 1)
+        return 2 ** (len(self.config["encoder_blocks"]) - 1)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         raw = self.vae.encoder(frames * 2 - 1)
-        return (raw - self.config.latent_mean) / self.config.latent_std
+        return (raw - self.config["latent_mean"]) / self.config["latent_std"]
 
     def decode_logits(self, latents: torch.Tensor) -> torch.Tensor:
         """[N, C, h, w] -> palette logits [N, K, 4h, 4w]."""
-        raw = latents * self.config.latent_std + self.config.latent_mean
+        raw = latents * self.config["latent_std"] + self.config["latent_mean"]
         return self.vae.decoder(raw)
 
     def logits_to_frames(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
-        weights = torch.softmax(logits / (temperature or self.config.temperature), dim=1)
+        weights = torch.softmax(logits / (temperature or self.config["temperature"]), dim=1)
         return torch.einsum("nkhw,kc->nchw", weights, self.palette_rgb.to(logits.dtype))
 
     def decode(self, latents: torch.Tensor, temperature: float | None = None) -> torch.Tensor:

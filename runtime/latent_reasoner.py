@@ -11,9 +11,10 @@ Denoiser: latents in 2x2 patches (8x8 tokens per frame for 64x64 frames), then b
   - self-attention across frames at each position (one coherent trajectory in time),
 attention projections named `to_q`, `to_k`, `to_v`, `to_out.0` like diffusers' attention, so
 the runtime's default LoRA targets find them. Trained by rectified flow (velocity = noise - data),
-sampled with diffusers' `FlowMatchEulerDiscreteScheduler`. The codec is a submodule: one
-`save_pretrained` folder (safetensors + config) holds the whole model, and `rollout` decodes
-inside the graph, so compiled losses backpropagate through the decoder to a LoRA on the denoiser.
+sampled with diffusers' `FlowMatchEulerDiscreteScheduler` by `VideoGenerator.rollout` (the
+adapter is `ReasonerGenerator` in generators.py, whose `decode` runs the codec inside the graph,
+so compiled losses backpropagate through the decoder to a LoRA on the denoiser). The codec is a
+submodule: one `save_pretrained` folder (safetensors + config) holds the whole model.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
-from ruledsl.runtime.frame_codec import PaletteAutoencoder, decode_video, encode_video, resize_frames
-from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ResBlock, family_ids, make_scheduler, sinusoid
+from ruledsl.runtime.frame_codec import PaletteAutoencoder, encode_video, resize_frames
+from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ResBlock, family_ids, sinusoid
 
 __all__ = [
     "FAMILY_IDS",
@@ -34,7 +35,6 @@ __all__ = [
     "family_ids",
     "flow_matching_loss",
     "moving_mask",
-    "rollout",
     "sample_noise",
 ]
 
@@ -106,7 +106,7 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         super().__init__()
         self.codec = PaletteAutoencoder(**(codec_config or {}))
         self.codec.requires_grad_(False)
-        latent = self.codec.config.latent_channels
+        latent = self.codec.config["latent_channels"]
         tokens = latent * patch * patch
         self.time_mlp = nn.Sequential(nn.Linear(embed, embed), nn.SiLU(), nn.Linear(embed, embed))
         self.family_embedding = nn.Embedding(families, embed)
@@ -123,16 +123,16 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
     def latent_shape(self) -> tuple[int, int, int]:
         """(C, h, w) of one frame's latent."""
         down = self.codec.downsampling
-        return self.codec.config.latent_channels, self.config.size // down, self.config.size // down
+        return self.codec.config["latent_channels"], self.config["size"] // down, self.config["size"] // down
 
     def _patchify(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C, h, w] -> [B, C p², T, h/p, w/p]
         b, t = x.shape[:2]
-        y = F.pixel_unshuffle(x.flatten(0, 1), self.config.patch)
+        y = F.pixel_unshuffle(x.flatten(0, 1), self.config["patch"])
         return y.view(b, t, *y.shape[1:]).transpose(1, 2)
 
     def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         b, _, t = x.shape[:3]
-        y = F.pixel_shuffle(x.transpose(1, 2).flatten(0, 1), self.config.patch)
+        y = F.pixel_shuffle(x.transpose(1, 2).flatten(0, 1), self.config["patch"])
         return y.view(b, t, *y.shape[1:])
 
     def forward(
@@ -144,15 +144,20 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """sample [B, T, C, h, w] noisy latent changes, timestep [B] in [0, 1000], first_latent [B, C, h, w]."""
         b, t, _, height, width = sample.shape
-        if height % self.config.patch or width % self.config.patch:
-            raise ValueError(f"latent height and width must be multiples of {self.config.patch}, got {height}x{width}")
+        if height % self.config["patch"] or width % self.config["patch"]:
+            raise ValueError(
+                f"latent height and width must be multiples of {self.config['patch']}, got {height}x{width}"
+            )
         if family is None:
             family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
         timestep = timestep.to(sample.device).float().expand(b)
-        emb = self.time_mlp(sinusoid(timestep, self.config.embed)) + self.family_embedding(family)
+        dtype = self.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
+        emb = self.time_mlp(sinusoid(timestep, self.config["embed"]).to(dtype)) + self.family_embedding(family)
         cond = first_latent[:, None].expand(b, t, *first_latent.shape[1:])
         x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
-        frame_pos = self.frame_proj(sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config.embed))
+        frame_pos = self.frame_proj(
+            sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config["embed"]).to(dtype)
+        )
         x = x + frame_pos.T[None, :, :, None, None]
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
@@ -163,7 +168,7 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
 
     def encode_first_frame(self, first_frame: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [0, 1] (any size) -> [B, C, h, w] latents at the model's frame size."""
-        return self.codec.encode(resize_frames(first_frame, self.config.size))
+        return self.codec.encode(resize_frames(first_frame, self.config["size"]))
 
     def latent_changes(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training data: [B, T, 3, H, W] in [0, 1] -> (z0 [B, C, h, w], changes [B, T, C, h, w])."""
@@ -198,49 +203,3 @@ def moving_mask(changes: torch.Tensor) -> torch.Tensor:
 def sample_noise(batch: int, frames: int, shape: tuple[int, int, int], seed: int, device=None) -> torch.Tensor:
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randn(batch, frames, *shape, generator=generator).to(device or "cpu")
-
-
-def denoise(
-    model: LatentReasonerModel,
-    first_latent: torch.Tensor,
-    family: torch.Tensor,
-    noise: torch.Tensor,
-    steps: int | None = None,
-    grad_steps: int = 0,
-    scheduler=None,
-) -> torch.Tensor:
-    """Euler flow-matching from `noise` [B, T, C, h, w] to latent changes; gradients through the last `grad_steps`.
-
-    `set_timesteps` is called on every rollout because the scheduler is stateful.
-    """
-    steps = steps or model.config.steps
-    scheduler = scheduler or make_scheduler()
-    scheduler.set_timesteps(steps, device=noise.device)
-    x = noise
-    for i, t in enumerate(scheduler.timesteps):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and i >= steps - grad_steps):
-            velocity = model(x, t.expand(x.shape[0]), first_latent, family)
-            x = scheduler.step(velocity, t, x, return_dict=False)[0]
-    return x
-
-
-def rollout(
-    model: LatentReasonerModel,
-    first_frame: torch.Tensor,
-    family: torch.Tensor,
-    noise: torch.Tensor,
-    steps: int | None = None,
-    grad_steps: int = 0,
-    scheduler=None,
-) -> torch.Tensor:
-    """First frame [B, 3, H, W] in [0, 1] + noise [B, T, C, h, w] -> video [B, T, 3, size, size] in [0, 1].
-
-    The decode is inside the graph (gradients reach the denoiser when grad_steps > 0). Frame 0 is
-    the given first frame (resized to the model's size).
-    """
-    with torch.no_grad():
-        first_latent = model.encode_first_frame(first_frame)
-    changes = denoise(model, first_latent, family, noise, steps, grad_steps, scheduler)
-    video = decode_video(model.codec, first_latent[:, None] + changes).clamp(0, 1)
-    first = resize_frames(first_frame, model.config.size)
-    return torch.cat([first[:, None], video[:, 1:]], dim=1)

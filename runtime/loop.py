@@ -23,29 +23,9 @@ import torch
 
 from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+from ruledsl.runtime.settings import Budget, Settings
 
 METHODS = ("lora", "best-of-n", "noise")
-
-
-@dataclass
-class Budget:
-    steps: int = 16  # optimization steps (rollouts after the base sample)
-    seconds: float | None = None
-    nfe: float | None = None  # denoiser forward-equivalents, base sample included
-
-
-@dataclass
-class Settings:
-    method: str = "lora"
-    seed: int = 0
-    lr: float = 3e-3
-    rank: int = 8
-    targets: tuple[str, ...] | None = None  # None: the generator's default LoRA targets
-    grad_steps: int = 2
-    clip: float = 1.0
-    plateau: int = 8  # stop after this many steps without a better loss
-    max_nonfinite: int = 3
-    noise_lr: float = 0.05
 
 
 @dataclass
@@ -90,8 +70,9 @@ def _rank(report) -> tuple:
 class _Tracker:
     """Shared accounting and best-so-far for every method."""
 
-    def __init__(self, program, budget: Budget, settings: Settings, resume: dict | None = None):
+    def __init__(self, program, budget: Budget, settings: Settings, resume: dict | None = None, on_best=None):
         self.program, self.budget, self.settings = program, budget, settings
+        self.on_best = on_best
         resume = resume or {}
         self.start = time.perf_counter() - resume.get("seconds", 0.0)
         self.nfe = resume.get("nfe", 0.0)
@@ -111,6 +92,8 @@ class _Tracker:
         rank = _rank(report)
         if self.best is None or rank > self.best[0]:
             self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
+            if self.on_best:
+                self.on_best(self.best[1], report, step, self.nfe)
         return report
 
     def record(self, step: int, report, skipped: bool = False) -> None:
@@ -171,8 +154,10 @@ def optimize(
     settings: Settings | None = None,
     on_step=None,
     resume: dict | None = None,
+    on_best=None,
 ) -> Result:
-    """Optimize one task instance; `on_step(step, report)` is called after every judged rollout.
+    """Optimize one task instance; `on_step(step, report)` is called after every judged rollout, and
+    `on_best(video, report, step, nfe)` whenever a rollout becomes the best so far (`nfe`: spent by then).
 
     `resume` (from `Result.state` of an interrupted run, plus its history/nfe/seconds and best
     video) continues where that run stopped.
@@ -180,7 +165,7 @@ def optimize(
     budget, settings = budget or Budget(), settings or Settings()
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r}; choose from {', '.join(METHODS)}")
-    tracker = _Tracker(program, budget, settings, resume)
+    tracker = _Tracker(program, budget, settings, resume, on_best)
     interrupted = False
     # The base sample: seed `settings.seed`, no gradient. Every method starts from it.
     with torch.no_grad():
@@ -279,7 +264,13 @@ def _restore(model, optimizer, params, tensors: dict[str, torch.Tensor]) -> None
     for i, param in enumerate(params):
         state = {key.split("/")[2]: value for key, value in tensors.items() if key.startswith(f"adamw/{i}/")}
         if state:
-            optimizer.state[param] = state
+            optimizer.state[param] = _on_device(state, param.device)
+
+
+def _on_device(state: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """Saved optimizer moments (read on the CPU) on the parameter's device; `step` stays a CPU tensor
+    as torch's non-capturable Adam expects."""
+    return {key: value if key == "step" else value.to(device) for key, value in state.items()}
 
 
 def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
@@ -302,11 +293,14 @@ def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
 def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
     s = tracker.settings
     start = tracker.state["tensors"].get("noise")
-    noise = (start if start is not None else generator.initial_noise(condition, s.seed)).clone().requires_grad_(True)
+    start = start.to(generator.device) if start is not None else generator.initial_noise(condition, s.seed)
+    noise = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([noise], lr=s.noise_lr)
     for key in ("exp_avg", "exp_avg_sq", "step"):
         if f"adam/{key}" in tracker.state["tensors"]:
             optimizer.state.setdefault(noise, {})[key] = tracker.state["tensors"][f"adam/{key}"]
+    if noise in optimizer.state:
+        optimizer.state[noise] = _on_device(optimizer.state[noise], noise.device)
     dims = noise.numel()
     cost, step = generator.nfe(generator.steps), tracker.state["step"]
     while tracker.can_afford(cost, step):

@@ -59,11 +59,9 @@ class RunReport(BaseModel):
 
 def task_params(program, task, given: dict[str, float]) -> dict[str, float]:
     """The program's params that the task's metadata sets (e.g. `cell`), unless given explicitly."""
-    from ruledsl.tasks.layout import program_params
+    from ruledsl.tasks import layout
 
-    constants = program.checked.constants
-    found = program_params(task.metadata, task.first_frame.shape[:2])
-    return {**{k: v for k, v in found.items() if k in constants}, **given}
+    return {**layout.task_params(task, program.checked.constants), **given}
 
 
 def check_out_folder(out: Path, force: bool, resume: bool) -> None:

@@ -65,7 +65,11 @@ def measure(codec, size: int, n: int, split: str = "test") -> dict:
             compiled = program.compile(params=program_params(meta, (size, size)))
             cases = ("ground truth", *KINDS)
             originals = [
-                render(instance, solution_plan(instance) if case == "ground truth" else corrupt(instance, case), (size, size))
+                render(
+                    instance,
+                    solution_plan(instance) if case == "ground truth" else corrupt(instance, case),
+                    (size, size),
+                )
                 for case in cases
             ]
             decodeds = [roundtrip(codec, original) for original in originals]

@@ -1,11 +1,14 @@
-"""Measure the reasoner's base results and write its model card.
+"""Measure a reasoner's base results and write its model card (v1 or v2, from the folder's config).
 
-    python scripts/model_card.py models/reasoner [--n 20]
+    python scripts/model_card.py models/reasoner [--n 20] [--decoder-agreement A.json] [--lora-capacity L.json]
 
-Samples `--n` held-out instances per family of the `test` and `ood` splits (seed 0 noise,
-8 Euler steps), judges them with the independent scorers, and writes `results.json` and
-`README.md` (architecture, parameters, training command and time, pass rate, mean score and
-most common failure kinds per family and split) next to the weights.
+Samples `--n` held-out instances per family of the `test` and `ood` splits (noise seed 0, the
+model's Euler steps), judges them with the independent scorers, and writes `results.json` and
+`README.md` next to the weights: architecture, parameters, training command and time, pass rate,
+mean score and most common failure kinds per family and split, the failure breakdown (among
+failing samples: how many fail a *logical* check, how many fail *rendering* checks only), and the
+time of one 16-frame sample on 1 and 2 threads. Results of scripts/decoder_agreement.py and
+benchmarks/lora_capacity.py (their --json files) are added when given.
 """
 
 from __future__ import annotations
@@ -23,89 +26,242 @@ from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instanc
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.scorers import score_video
 
+# The scorer checks (ruledsl.tasks.scorers), split as issue 13 does: what the video does vs how it is drawn.
+LOGICAL = ("goal", "legal", "optimal", "key_first", "apart")  # goal, walls/avoid, shortest path, key first, order
+RENDERING = ("present", "single", "size", "steady", "static")  # colour/vanish, pieces, blur, jumps, layout
+
+
+def failed_checks(verdict) -> set[str]:
+    return {name.split(".")[-1] for name, value in verdict.checks.items() if value < 1}
+
 
 def measure(generator: ReasonerGenerator, n: int, splits=("test", "ood")) -> dict:
     results = {}
     for split in splits:
         for family in FAMILIES:
-            scores, failures = [], collections.Counter()
+            scores, failures, kinds = [], collections.Counter(), collections.Counter()
             for index in range(n):
                 instance = generate(family, index, 0, split)
                 with torch.no_grad():
                     video = generator.sample(condition_from_instance(instance), seed=0)[0]
                 verdict = score_video(to_uint8(video), instance.to_dict())
                 scores.append(verdict)
-                failures.update({name.split(".")[-1] for name, value in verdict.checks.items() if value < 1})
+                failed = failed_checks(verdict)
+                failures.update(failed)
+                if failed:
+                    kinds["logical"] += bool(failed & set(LOGICAL))
+                    kinds["rendering_only"] += not (failed & set(LOGICAL))
             results.setdefault(split, {})[family] = {
                 "n": n,
                 "pass_rate": float(np.mean([s.passed for s in scores])),
                 "mean_score": float(np.mean([s.score for s in scores])),
                 "failures": dict(failures.most_common()),
+                "failing": n - sum(s.passed for s in scores),
+                "failing_logical": kinds["logical"],
+                "failing_rendering_only": kinds["rendering_only"],
             }
     return results
 
 
-def card(path: Path, results: dict, log: dict, seconds_per_sample: float) -> str:
+def sample_seconds(generator: ReasonerGenerator, threads: int, repeats: int = 3) -> float:
+    """Median wall time of one 16-frame sample (every step and the decode)."""
+    torch.set_num_threads(threads)
+    condition = condition_from_instance(generate("maze", 0, 0, "test"))
+    condition.frames = 16
+    times = []
+    with torch.no_grad():
+        generator.sample(condition, seed=0)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            generator.sample(condition, seed=0)
+            times.append(time.perf_counter() - start)
+    torch.set_num_threads(1)
+    return float(np.median(times))
+
+
+def breakdown(results: dict) -> list[str]:
+    rows = []
+    for split, families in results.items():
+        failing = sum(r["failing"] for r in families.values())
+        logical = sum(r["failing_logical"] for r in families.values())
+        rendering = sum(r["failing_rendering_only"] for r in families.values())
+        total = sum(r["n"] for r in families.values())
+        passed = total - failing
+        rows.append(
+            f"| {split} | {passed}/{total} ({passed / total:.0%}) | {failing} | "
+            f"{logical} ({logical / max(failing, 1):.0%}) | {rendering} ({rendering / max(failing, 1):.0%}) |"
+        )
+    return rows
+
+
+def training_text(path: Path, log: dict) -> str:
+    args = log.get("args", {})
+    chunks = log.get("chunks", [])
+    if args.get("arch") == "v2":
+        first = chunks[0]["command_args"] if chunks else args
+        command = (
+            f"OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 --codec CODEC --run RUN --out {path} "
+            f"--channels {first.get('channels')} --depth {first.get('depth')} --batch {first.get('batch')} "
+            f"--lr {first.get('lr')} --max-steps {first.get('max_steps')} --minutes {first.get('minutes')}"
+            + (
+                "  (then `--resume` with the same arguments"
+                + (", --max-steps changed" if len({c["command_args"].get("max_steps") for c in chunks}) > 1 else "")
+                + ")"
+                if len(chunks) > 1
+                else ""
+            )
+        )
+        return (
+            f"`{command}` — {log.get('steps', '?')} steps of batch {args.get('batch', '?')} in "
+            f"{log.get('minutes', '?')} min on {args.get('threads', '1')} CPU thread, in {max(len(chunks), 1)} chunk(s) "
+            f"(chunk start steps: {', '.join(str(c['start_step']) for c in chunks)}; schedule lengths: "
+            f"{', '.join(str(c['command_args'].get('max_steps')) for c in chunks)}); EMA weights."
+        )
+    return (
+        f"`python scripts/train_reasoner.py --out {path} --minutes {args.get('minutes', '?')}` — "
+        f"{log.get('steps', '?')} steps of batch {args.get('batch', '?')} in {log.get('minutes', '?')} min on "
+        f"{args.get('threads', '1')} CPU thread(s); EMA weights."
+    )
+
+
+def architecture_text(config: dict, params: int, codec_params: int) -> str:
+    if config.get("_class_name") == "LatentReasonerModel":
+        codec = config["codec_config"]
+        down = 2 ** (len(codec["encoder_blocks"]) - 1)
+        latent = config["size"] // down
+        return f"""- **Version**: v2 — latent flow matching with a crisp decoder (`LatentReasonerModel`,
+  `runtime/latent_reasoner.py`; diffusers `ModelMixin` + `ConfigMixin`, one safetensors file).
+- **Decoder**: a diffusers `AutoencoderTiny` per frame (`runtime/frame_codec.py`), {config["size"]}×{config["size"]} RGB ↔
+  {codec["latent_channels"]}×{latent}×{latent} latents ({down}× down), whose decoder outputs one logit per palette colour
+  ({len(codec.get("palette") or []) or 13} colours); frames are the softmax mix of the palette, so cells come out flat
+  and crisp (no colour bleed) and the decode stays differentiable. {codec_params / 1e3:.0f} k parameters, frozen.
+  `AutoencoderTiny` rather than `AutoencoderKL`: a plain conv stack (no attention, no norms, no
+  sampling) that decodes a 16-frame video in tens of ms and backpropagates cheaply on a CPU.
+- **Denoiser**: generates the latent *change* of every frame from the first frame's latent (zero where
+  nothing moves); 2×2 latent patches ({latent // config["patch"]}×{latent // config["patch"]} tokens per frame), {config["depth"]} blocks of
+  [pseudo-3D residual conv with FiLM on time and family, self-attention within each frame, self-attention
+  across frames at each position], width {config["channels"]}; projections `to_q`, `to_k`, `to_v`, `to_out.0`
+  (the runtime's LoRA targets, with the temporal convs). {params / 1e6:.2f} M parameters.
+- **Config**: {json.dumps({k: v for k, v in config.items() if not k.startswith("_") and k != "codec_config"})}"""
+    return f"""- **Version**: v1 — pixel space. Pseudo-3D conv net on 4×4 pixel patches (spatial 3×3 and temporal 3-tap
+  convolutions, FiLM time/family conditioning) with one spatio-temporal self-attention block at the coarse
+  level; `ReasonerModel` in `runtime/reasoner.py` (diffusers `ModelMixin` + `ConfigMixin`, safetensors).
+- **Config**: {json.dumps({k: v for k, v in config.items() if not k.startswith("_")})}
+- **Parameters**: {params / 1e6:.2f} M"""
+
+
+def extra_sections(decoder_agreement: dict | None, lora_capacity: dict | None) -> str:
+    text = ""
+    if decoder_agreement:
+        rows = [
+            f"| {case} | {r['videos']} | {r['scorer_same']:.1%} | {r['program_same']:.1%} | {r['both_same']:.1%} | "
+            f"{r['failed_checks_same']:.1%} | {r['pixels_exact']:.2%} |"
+            for case, r in decoder_agreement["cases"].items()
+        ]
+        text += f"""
+## Decoder agreement (`python scripts/decoder_agreement.py FOLDER --n {decoder_agreement["n_per_family"]}`)
+
+`{decoder_agreement["split"]}` ground truth and every corruption kind, encode→decode, judged by the scorers and by
+`examples/<family>.rule`; bar: both verdicts kept for ≥ 98 % of videos overall and per case —
+**{"met" if decoder_agreement.get("bar_met") else "NOT met"}**.
+
+| case | videos | scorer verdict kept | program verdict kept | both kept | same failed checks | pixels exact |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+    if lora_capacity:
+        rows_ = lora_capacity["rows"]
+        fixed = sum(r["fixed_at_step"] is not None for r in rows_)
+        args = lora_capacity["args"]
+        lines = [
+            f"| {r['family']}/{r['index']} | {'pass' if r['base_passed'] else 'fail'} ({r['base_score']}) | "
+            f"{r['fixed_at_step'] or '-'} | {r['final_score']} | {'; '.join(r['final_reasons'][:2]) or '-'} |"
+            for r in rows_
+        ]
+        text += f"""
+## Can a LoRA express the fix? (`python benchmarks/lora_capacity.py --split {args["split"]} --steps {args["steps"]}`)
+
+A fresh LoRA (the runtime's default rank and targets) trained on each task's own ground-truth video with
+the denoising loss, up to {args["steps"]} steps; fixed = the seed-0 sample passes the scorer. **{fixed}/{len(rows_)} fixed.**
+
+| task | base (score) | fixed at step | final score | remaining failures |
+|---|---|---|---|---|
+{chr(10).join(lines)}
+"""
+    return text
+
+
+def card(path: Path, results: dict, log: dict, seconds: dict, extras: str) -> str:
     config = json.loads((path / "config.json").read_text())
+    generator_params = log.get("params", 0)
+    codec_params = 0
+    if config.get("_class_name") == "LatentReasonerModel":
+        from ruledsl.runtime.generators import load_reasoner
+
+        model = load_reasoner(path)
+        codec_params = sum(p.numel() for p in model.codec.parameters())
+        generator_params = sum(p.numel() for p in model.parameters()) - codec_params
     rows = []
     for split, families in results.items():
         for family, r in families.items():
             common = ", ".join(f"{k} {v}/{r['n']}" for k, v in list(r["failures"].items())[:3]) or "-"
             rows.append(f"| {split} | {family} | {r['pass_rate']:.0%} | {r['mean_score']:.2f} | {common} |")
-    args = log.get("args", {})
+    n = next(iter(next(iter(results.values())).values()))["n"]
+    steps = config.get("steps", 8)
     return f"""# ruledsl reasoner
 
 A small image-to-video model for the ruledsl task suite: given a task's first frame (and its family when
 known) it generates the video that should solve it. It runs on a CPU in a fraction of a second and, like
 large video models, often breaks the task's rules — which test-time optimization then has to fix.
 
-- **Architecture**: pseudo-3D conv net on 4×4 pixel patches (spatial 3×3 and temporal 3-tap convolutions,
-  FiLM time/family conditioning) with one spatio-temporal self-attention block at the coarse level;
-  `ReasonerModel` in `runtime/reasoner.py` (diffusers `ModelMixin` + `ConfigMixin`, safetensors).
-- **Config**: {json.dumps({k: v for k, v in config.items() if not k.startswith("_")})}
-- **Parameters**: {log.get("params", 0) / 1e6:.2f} M
-- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, 8 steps, {config.get("size")}×{config.get("size")} pixels,
-  16 frames (more for longer `ood` solutions); {seconds_per_sample:.2f} s per sample on 1 CPU thread.
-- **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed {args.get("seed", "0")}),
-  ground-truth videos at 32×32.
-- **Training**: `python scripts/train_reasoner.py --out {path} --minutes {args.get("minutes", "?")}` —
-  {log.get("steps", "?")} steps of batch {args.get("batch", "?")} in {log.get("minutes", "?")} min on {args.get("threads", "1")} CPU thread(s);
-  loss weights moving pixels ×10; EMA weights.
-
-Samples: `docs/reasoner_samples.png` — rows alternate ground truth and the model (noise seed 0) for `test`
-instance 3 of maze, key_door and two_targets, 32×32, the first 16 frames: the agent walks toward the goal,
-with blur, stray pieces and duplicates in mid-motion.
+{architecture_text(config, generator_params, codec_params)}
+- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, {steps} steps, {config.get("size")}×{config.get("size")} frames,
+  16 frames (more for longer `ood` solutions); one 16-frame sample (every step and the decode):
+  {seconds[1]:.3f} s on 1 CPU thread, {seconds[2]:.3f} s on 2 (median of 3, measured while other jobs shared the machine).
+- **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed 0),
+  ground-truth videos at {config.get("size")}×{config.get("size")}.
+- **Training**: {training_text(path, log)}
 
 ## Base results (independent scorers, `python scripts/model_card.py {path}`)
 
-Held-out instances 0..{next(iter(next(iter(results.values())).values()))["n"] - 1} of each split, noise seed 0, frames rendered at 64×64 and
-fed to the model at 32×32. Failure kinds are the scorer checks that failed (see docs/tasks.md).
+Held-out instances 0..{n - 1} of each split, noise seed 0, first frames rendered at 64×64 (resized to the
+model's size). Failure kinds are the scorer checks that failed (see docs/tasks.md).
 
 | split | family | pass rate | mean score | most common failures |
 |---|---|---|---|---|
 {chr(10).join(rows)}
-"""
+
+Failure breakdown: *logical* checks are {", ".join(LOGICAL)}; *rendering* checks are {", ".join(RENDERING)}
+(`present` fails when the mover vanishes or changes colour).
+
+| split | passed | failing | failing a logical check | failing rendering checks only |
+|---|---|---|---|---|
+{chr(10).join(breakdown(results))}
+{extras}"""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--decoder-agreement", type=Path, default=None, help="JSON from scripts/decoder_agreement.py")
+    parser.add_argument("--lora-capacity", type=Path, default=None, help="JSON from benchmarks/lora_capacity.py")
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = ReasonerGenerator(path=args.path)
-    start = time.perf_counter()
-    with torch.no_grad():
-        generator.sample(condition_from_instance(generate("maze", 0, 0, "test")), seed=0)
-    seconds = time.perf_counter() - start
+    seconds = {threads: sample_seconds(generator, threads) for threads in (1, 2)}
     results = measure(generator, args.n)
     log = (
         json.loads((args.path / "training_log.json").read_text()) if (args.path / "training_log.json").exists() else {}
     )
+    extras = {
+        "decoder_agreement": json.loads(args.decoder_agreement.read_text()) if args.decoder_agreement else None,
+        "lora_capacity": json.loads(args.lora_capacity.read_text()) if args.lora_capacity else None,
+    }
     (args.path / "results.json").write_text(
-        json.dumps({"seconds_per_sample": seconds, "results": results}, indent=1) + "\n"
+        json.dumps({"seconds_per_sample": seconds, "results": results, **extras}, indent=1) + "\n"
     )
-    (args.path / "README.md").write_text(card(args.path, results, log, seconds))
+    (args.path / "README.md").write_text(card(args.path, results, log, seconds, extra_sections(**extras)))
     print((args.path / "README.md").read_text())
 
 

@@ -92,7 +92,12 @@ def agreement(codec: PaletteAutoencoder, videos) -> dict:
 
 @torch.no_grad()
 def latent_stats(codec: PaletteAutoencoder, videos) -> tuple[float, float]:
-    raw = torch.cat([codec.vae.encoder(torch.from_numpy(v).float().div(127.5).sub(1).permute(0, 3, 1, 2)) for v, _, _ in videos[:40]])
+    raw = torch.cat(
+        [
+            codec.vae.encoder(torch.from_numpy(v).float().div(127.5).sub(1).permute(0, 3, 1, 2))
+            for v, _, _ in videos[:40]
+        ]
+    )
     return float(raw.mean()), float(raw.std())
 
 
@@ -181,7 +186,10 @@ def main() -> None:
         if now - last_log > 60:
             entry = {"step": step, "minutes": round(log["seconds"] / 60, 2), "loss": float(np.mean(running))}
             log["losses"].append(entry)
-            print(f"step {step} {entry['minutes']} min loss {entry['loss']:.4f} lr {scheduler.get_last_lr()[0]:.2e}", flush=True)
+            print(
+                f"step {step} {entry['minutes']} min loss {entry['loss']:.4f} lr {scheduler.get_last_lr()[0]:.2e}",
+                flush=True,
+            )
             running, last_log = [], now
         final = step >= args.max_steps or now - start >= args.minutes * 60
         if now - last_eval > args.eval_minutes * 60 or final:

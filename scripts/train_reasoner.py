@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
 from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY
 from ruledsl.tasks.families import FAMILIES, generate
@@ -72,14 +73,6 @@ class V1:
         first = x0[:, 0]
         moving = ((x0 - first[:, None]).abs().sum(2, keepdim=True) > 0.1).float()
         return flow_matching_loss(self.model, x0, first, family_labels(rng, instances), moving)
-
-    def sample(self, model, instance, seed: int) -> torch.Tensor:
-        from ruledsl.runtime.reasoner import rollout, sample_noise
-
-        frames = max(FRAMES, instance.frames_needed())
-        first = render_videos_first(instance, frames, V1_SIZE)
-        noise = sample_noise(1, frames, V1_SIZE, V1_SIZE, seed=seed)
-        return rollout(model, first, torch.tensor([FAMILY_IDS[instance.family]]), noise)
 
 
 class V2:
@@ -125,26 +118,24 @@ class V2:
         moving = moving_mask(x0)
         return flow_matching_loss(self.model, x0, z0, family, moving)
 
-    def sample(self, model, instance, seed: int) -> torch.Tensor:
-        from ruledsl.runtime.latent_reasoner import rollout, sample_noise
-
-        frames = max(FRAMES, instance.frames_needed())
-        first = render_videos_first(instance, frames, V2_SIZE)
-        noise = sample_noise(1, frames, model.latent_shape, seed=seed)
-        return rollout(model, first, torch.tensor([FAMILY_IDS[instance.family]]), noise)
-
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:
     """Everything but a frozen frame codec (v2's `codec` submodule)."""
     return [p for name, p in model.named_parameters() if not name.startswith("codec.")]
 
 
-def render_videos_first(instance, frames: int, size: int) -> torch.Tensor:
+def sample_instance(model, instance, seed: int) -> torch.Tensor:
+    """The model's sample (8 steps for v1, the config's for v2) for an instance, through the runtime's adapter."""
+    size = model.config["size"]
+    frames = max(FRAMES, instance.frames_needed())
     first = render(instance, solution_plan(instance, frames), (size, size))[0]
-    return torch.from_numpy(first).float().div(255).permute(2, 0, 1)[None]
+    condition = Condition(
+        torch.from_numpy(first).float().div(255).permute(2, 0, 1), family=instance.family, frames=frames
+    )
+    return ReasonerGenerator(model=model).sample(condition, seed)
 
 
-def evaluate(arch, model, per_family: int, seed: int, splits=("test", "ood")) -> dict:
+def evaluate(model, per_family: int, seed: int, splits=("test", "ood")) -> dict:
     """Scorer pass rate and mean score per split and family on held-out instances (noise seed = index)."""
     model.eval()
     results: dict = {}
@@ -154,7 +145,7 @@ def evaluate(arch, model, per_family: int, seed: int, splits=("test", "ood")) ->
                 scores = []
                 for index in range(per_family):
                     instance = generate(family, index, seed, split)
-                    video = arch.sample(model, instance, seed=index)
+                    video = sample_instance(model, instance, seed=index)
                     frames_np = (video[0].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
                     scores.append(score_video(frames_np, instance.to_dict()))
                 results.setdefault(split, {})[family] = {
@@ -180,6 +171,9 @@ def main() -> None:
     parser.add_argument("--eval-minutes", type=float, default=10.0)
     parser.add_argument("--eval-per-family", type=int, default=5)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--export", action="store_true", help="with --resume: only write RUN/last.pt's EMA weights to --out"
+    )
     parser.add_argument("--codec", type=Path, default=None, help="v2: the trained frame codec folder")
     parser.add_argument("--channels", type=int, default=64, help="v2: denoiser width")
     parser.add_argument("--depth", type=int, default=4, help="v2: denoiser blocks")
@@ -189,6 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.out is None and args.run is None:
         parser.error("give --out (weights) and/or --run (checkpoints)")
+    if args.export and not (args.resume and args.out):
+        parser.error("--export needs --resume (and --run) and --out")
 
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -224,7 +220,8 @@ def main() -> None:
         torch.set_rng_state(state["torch_rng"])
         step, log = state["step"], state["log"]
         print(f"resumed {last} at step {step} ({log['seconds'] / 60:.1f} min trained)", flush=True)
-    log["chunks"].append({"start_step": step, "command_args": {k: str(v) for k, v in vars(args).items()}})
+    if not args.export:
+        log["chunks"].append({"start_step": step, "command_args": {k: str(v) for k, v in vars(args).items()}})
 
     def ema_model():
         """A copy of the model holding the EMA weights."""
@@ -257,7 +254,7 @@ def main() -> None:
     seconds0 = log["seconds"]
     last_log = last_eval = last_ckpt = start
     running = []
-    while step < args.max_steps and time.time() - start < args.minutes * 60:
+    while not args.export and step < args.max_steps and time.time() - start < args.minutes * 60:
         loss = arch.loss(rng, args.batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,7 +276,7 @@ def main() -> None:
             )
             running, last_log = [], now
         if now - last_eval > args.eval_minutes * 60:
-            result = evaluate(arch, ema_model(), args.eval_per_family, args.seed)
+            result = evaluate(ema_model(), args.eval_per_family, args.seed)
             log["evals"].append({"step": step, "minutes": round(log["seconds"] / 60, 2), **result})
             for split, families in result.items():
                 print(
@@ -292,7 +289,7 @@ def main() -> None:
             save_checkpoint()
             last_ckpt = time.time()
     log["steps"], log["minutes"] = step, round(log["seconds"] / 60, 2)
-    if last is not None:
+    if last is not None and not args.export:
         save_checkpoint()
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

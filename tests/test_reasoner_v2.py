@@ -150,13 +150,44 @@ def _run(*args):
 
 
 def test_decoder_and_v2_training_smoke_runs_resume(tmp_path):
-    _run(ROOT / "scripts" / "train_decoder.py", "--run", tmp_path / "codec", "--max-steps", "2", "--videos", "2",
-         "--per-video", "1", "--eval-per-family", "1", "--eval-minutes", "100")
+    _run(
+        ROOT / "scripts" / "train_decoder.py",
+        "--run",
+        tmp_path / "codec",
+        "--max-steps",
+        "2",
+        "--videos",
+        "2",
+        "--per-video",
+        "1",
+        "--eval-per-family",
+        "1",
+        "--eval-minutes",
+        "100",
+    )
     assert (tmp_path / "codec" / "best" / "config.json").exists()
-    common = ["--arch", "v2", "--codec", tmp_path / "codec" / "best", "--run", tmp_path / "run", "--batch", "2",
-              "--channels", "16", "--depth", "1", "--buffer-start", "4", "--eval-minutes", "100"]
+    common = [
+        "--arch",
+        "v2",
+        "--codec",
+        tmp_path / "codec" / "best",
+        "--run",
+        tmp_path / "run",
+        "--batch",
+        "2",
+        "--channels",
+        "16",
+        "--depth",
+        "1",
+        "--buffer-start",
+        "4",
+        "--eval-minutes",
+        "100",
+    ]
     _run(ROOT / "scripts" / "train_reasoner.py", *common, "--max-steps", "2")
-    result = _run(ROOT / "scripts" / "train_reasoner.py", *common, "--max-steps", "3", "--resume", "--out", tmp_path / "out")
+    result = _run(
+        ROOT / "scripts" / "train_reasoner.py", *common, "--max-steps", "3", "--resume", "--out", tmp_path / "out"
+    )
     assert "resumed" in result.stdout and "after 3 steps" in result.stdout
     assert isinstance(load_reasoner(tmp_path / "out"), LatentReasonerModel)
     log = json.loads((tmp_path / "out" / "training_log.json").read_text())

@@ -62,6 +62,12 @@ def program_params(metadata: dict | None, size: tuple[int, int]) -> dict[str, fl
     return {"cell": max(height / grid["rows"], width / grid["cols"]) / max(height, width)}
 
 
+def task_params(task: Task, declared) -> dict[str, float]:
+    """The params among `declared` (a program's param names) that this task's metadata sets."""
+    found = program_params(task.metadata, task.first_frame.shape[:2])
+    return {name: value for name, value in found.items() if name in declared}
+
+
 def write_task(
     instance: Instance,
     folder: str | Path,
