@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="reasoner folder (default: the shipped one)")
     parser.add_argument("--split", default="ood")
     parser.add_argument("--per-family", type=int, default=2)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--check-every", type=int, default=25)
     parser.add_argument("--batch", type=int, default=4, help="noise draws of the one video per step")
@@ -111,7 +112,7 @@ def main() -> None:
     generator = ReasonerGenerator(path=args.model)
     rows = []
     print("| task | base | fixed at step | final score | seconds |\n|---|---|---|---|---|")
-    for family in FAMILIES:
+    for family in args.families:
         for index in range(args.per_family):
             row = fit(generator, generate(family, index, 0, args.split), args.steps, args.check_every, args.batch)
             rows.append(row)

@@ -1,7 +1,7 @@
-"""Reasoner speed: one sample at the shipped 8 steps, and forward + backward through the sampler
+"""Reasoner speed (v1 or v2): one sample at the model's steps (8 shipped), and forward + backward through the sampler
 with a LoRA attached (gradients through the last 2 steps, as the runtime does, and through all 8).
 
-Usage: python benchmarks/reasoner_speed.py [--threads 1 2] [--repeats 5]
+Usage: python benchmarks/reasoner_speed.py [--threads 1 2] [--repeats 5] [--model FOLDER]
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default=None, help="a reasoner folder (default: the shipped one)")
     args = parser.parse_args()
-    generator = ReasonerGenerator()
+    generator = ReasonerGenerator(path=args.model)
     instance = generate("maze", 0, 0, "test")
     condition = condition_from_instance(instance)
     program = ruledsl.load("examples/maze.rule").compile(params={"cell": 1 / instance.rows})
     print(
         f"reasoner: {sum(p.numel() for p in generator.denoiser.parameters()) / 1e6:.2f} M params, "
-        f"{generator.steps} steps, {condition.frames} frames at 32x32"
+        f"{generator.steps} steps, {condition.frames} frames at {generator.size}x{generator.size}"
     )
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -124,6 +124,27 @@ def training_text(path: Path, log: dict) -> str:
     )
 
 
+def curve_text(log: dict) -> str:
+    """Loss every ~10 % of training and the held-out evaluations during training (from training_log.json)."""
+    losses = log.get("losses", [])
+    if not losses:
+        return ""
+    picks = losses[:: max(1, len(losses) // 10)] + ([losses[-1]] if len(losses) % max(1, len(losses) // 10) else [])
+    text = "Loss (step: value): " + ", ".join(f"{entry['step']}: {entry['loss']:.4f}" for entry in picks) + "."
+    evals = log.get("evals", [])
+    if evals and "test" in evals[0]:
+        text += (
+            "\nHeld-out during training (5 families × a few instances, noise seed = index; test pass / mean score): "
+            + ", ".join(
+                f"step {e['step']}: {np.mean([r['pass_rate'] for r in e['test'].values()]):.0%} / "
+                f"{np.mean([r['mean_score'] for r in e['test'].values()]):.2f}"
+                for e in evals
+            )
+            + "."
+        )
+    return text
+
+
 def architecture_text(config: dict, params: int, codec_params: int) -> str:
     if config.get("_class_name") == "LatentReasonerModel":
         codec = config["codec_config"]
@@ -222,6 +243,8 @@ large video models, often breaks the task's rules — which test-time optimizati
   ground-truth videos at {config.get("size")}×{config.get("size")}.
 - **Training**: {training_text(path, log)}
 
+{curve_text(log)}
+
 ## Base results (independent scorers, `python scripts/model_card.py {path}`)
 
 Held-out instances 0..{n - 1} of each split, noise seed 0, first frames rendered at 64×64 (resized to the
@@ -246,11 +269,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--decoder-agreement", type=Path, default=None, help="JSON from scripts/decoder_agreement.py")
     parser.add_argument("--lora-capacity", type=Path, default=None, help="JSON from benchmarks/lora_capacity.py")
+    parser.add_argument("--reuse", action="store_true", help="take the scorer results from the folder's results.json (timing is re-measured)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = ReasonerGenerator(path=args.path)
     seconds = {threads: sample_seconds(generator, threads) for threads in (1, 2)}
-    results = measure(generator, args.n)
+    if args.reuse:
+        results = json.loads((args.path / "results.json").read_text())["results"]
+    else:
+        results = measure(generator, args.n)
     log = (
         json.loads((args.path / "training_log.json").read_text()) if (args.path / "training_log.json").exists() else {}
     )

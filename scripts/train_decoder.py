@@ -12,7 +12,9 @@ to clean cells. AdamW with warm-up + cosine decay (`diffusers.optimization.get_s
 gradient clipping, EMA (`diffusers.training_utils.EMAModel`). Every --eval-minutes the EMA weights
 are scored on held-out `test` videos (ground truth and every corruption kind): the fraction whose
 scorer verdict after encode->decode equals the original's, and the checkpoint with the best
-agreement is kept (`best/`, save_pretrained). `last.pt` holds everything needed to `--resume`.
+agreement (then the most exactly decoded pixels) is kept (`best/`, save_pretrained). `last.pt` holds
+everything needed to `--resume`. `--init CODEC` fine-tunes only the decoder of a trained codec (the
+latent space stays the one a reasoner was trained on); `--balance` weighs rare colours up.
 """
 
 from __future__ import annotations
@@ -43,10 +45,20 @@ def render_plan(instance, kind: str | None) -> np.ndarray:
     return render(instance, plan, (SIZE, SIZE))
 
 
-def frame_batch(rng: random.Random, videos: int, per_video: int) -> torch.Tensor:
+LARGE_GRID_SEED = 1  # layouts of `ood` sizes come from this generator seed; evaluations use seed 0
+
+
+def frame_batch(rng: random.Random, videos: int, per_video: int, large_grids: float = 0.0) -> torch.Tensor:
+    """Frames of random instances: `train` split, or with probability `large_grids` a layout of the
+    `ood` sizes (generator seed LARGE_GRID_SEED, so never an instance the benchmarks evaluate), so the
+    codec also learns the finer cells of the largest grids."""
     frames = []
     while len(frames) < videos * per_video:
-        instance = generate(rng.choice(list(FAMILIES)), rng.randrange(10**9), 0, "train")
+        family = rng.choice(list(FAMILIES))
+        if rng.random() < large_grids:
+            instance = generate(family, rng.randrange(10**9), LARGE_GRID_SEED, "ood")
+        else:
+            instance = generate(family, rng.randrange(10**9), 0, "train")
         kind = rng.choice(list(KINDS)) if rng.random() < 1 / 3 else None
         try:
             video = render_plan(instance, kind)
@@ -116,6 +128,19 @@ def main() -> None:
     parser.add_argument("--eval-per-family", type=int, default=3)
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this codec folder and train its decoder only (the encoder, "
+        "so the latent space a reasoner was trained on, stays fixed)",
+    )
+    parser.add_argument(
+        "--large-grids", type=float, default=0.0, help="share of frames from layouts of the `ood` sizes (seed 1)"
+    )
+    parser.add_argument(
+        "--balance", action="store_true", help="weigh each colour by its inverse frequency in the batch (square root)"
+    )
     args = parser.parse_args()
 
     from diffusers.optimization import get_scheduler
@@ -125,10 +150,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     args.run.mkdir(parents=True, exist_ok=True)
-    codec = PaletteAutoencoder()
-    optimizer = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=0.01)
+    codec = PaletteAutoencoder.from_pretrained(args.init, use_safetensors=True) if args.init else PaletteAutoencoder()
+    if args.init:
+        codec.vae.encoder.requires_grad_(False)
+    params = [p for p in codec.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=args.warmup, num_training_steps=args.max_steps)
-    ema = EMAModel(codec.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+    ema = EMAModel(params, decay=0.999, use_ema_warmup=True, power=0.75)
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "losses": [], "evals": [], "seconds": 0.0}
     step, best = 0, -1.0
     last = args.run / "last.pt"
@@ -143,7 +171,9 @@ def main() -> None:
         step, best, log = state["step"], state["best"], state["log"]
         print(f"resumed at step {step} (best agreement {best:.3f})", flush=True)
     held_out = held_out_videos(args.eval_per_family)
-    eval_codec = PaletteAutoencoder()
+    eval_codec = PaletteAutoencoder(**{k: v for k, v in codec.config.items() if not k.startswith("_")})
+    eval_codec.load_state_dict(codec.state_dict())
+    eval_params = [p for p, q in zip(eval_codec.parameters(), codec.parameters()) if q.requires_grad]
 
     def save_checkpoint():
         torch.save(
@@ -168,17 +198,23 @@ def main() -> None:
     last_log = last_eval = last_ckpt = start
     running = []
     while step < args.max_steps and time.time() - start < args.minutes * 60:
-        frames = frame_batch(rng, args.videos, args.per_video)
+        frames = frame_batch(rng, args.videos, args.per_video, args.large_grids)
         target = codec.palette_index(frames)
-        latents = codec.encode(frames)
+        with torch.set_grad_enabled(args.init is None):
+            latents = codec.encode(frames)
         logits = codec.decode_logits(latents + LATENT_NOISE * torch.randn_like(latents))
-        loss = F.cross_entropy(logits, target)
+        weight = None
+        if args.balance:  # rare colours (pads, key, door) are a few pixels of a frame; square-root inverse frequency
+            counts = torch.bincount(target.flatten(), minlength=logits.shape[1]).float()
+            weight = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)).sqrt(), torch.zeros_like(counts))
+            weight = weight / weight[counts > 0].mean()
+        loss = F.cross_entropy(logits, target, weight=weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        ema.step(codec.parameters())
+        ema.step(params)
         running.append(loss.item())
         step += 1
         now = time.time()
@@ -193,16 +229,20 @@ def main() -> None:
             running, last_log = [], now
         final = step >= args.max_steps or now - start >= args.minutes * 60
         if now - last_eval > args.eval_minutes * 60 or final:
-            ema.copy_to(eval_codec.parameters())
+            ema.copy_to(eval_params)
             result = agreement(eval_codec, held_out)
             log["evals"].append({"step": step, "minutes": round(log["seconds"] / 60, 2), **result})
             print(f"eval step {step}: {result}", flush=True)
-            if result["verdicts_agree"] >= best:
-                best = result["verdicts_agree"]
-                mean, std = latent_stats(eval_codec, held_out)
-                eval_codec.register_to_config(latent_mean=mean, latent_std=std)
-                eval_codec.save_pretrained(args.run / "best")
-                eval_codec.register_to_config(latent_mean=0.0, latent_std=1.0)
+            quality = result["verdicts_agree"] + 0.01 * result["pixels_exact"]  # verdicts first, then exact pixels
+            if quality >= best:
+                best = quality
+                if args.init:  # the encoder is the init's: keep its latent scale (a reasoner depends on it)
+                    eval_codec.save_pretrained(args.run / "best")
+                else:
+                    mean, std = latent_stats(eval_codec, held_out)
+                    eval_codec.register_to_config(latent_mean=mean, latent_std=std)
+                    eval_codec.save_pretrained(args.run / "best")
+                    eval_codec.register_to_config(latent_mean=0.0, latent_std=1.0)
                 (args.run / "best" / "training.json").write_text(
                     json.dumps({"step": step, "minutes": round(log["seconds"] / 60, 2), **result}, indent=1) + "\n"
                 )

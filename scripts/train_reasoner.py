@@ -174,6 +174,13 @@ def main() -> None:
     parser.add_argument(
         "--export", action="store_true", help="with --resume: only write RUN/last.pt's EMA weights to --out"
     )
+    parser.add_argument(
+        "--replace-codec",
+        type=Path,
+        default=None,
+        help="with --export: put this codec's weights in the exported model (a decoder fine-tuned with "
+        "train_decoder.py --init; its encoder must be the run's)",
+    )
     parser.add_argument("--codec", type=Path, default=None, help="v2: the trained frame codec folder")
     parser.add_argument("--channels", type=int, default=64, help="v2: denoiser width")
     parser.add_argument("--depth", type=int, default=4, help="v2: denoiser blocks")
@@ -224,11 +231,21 @@ def main() -> None:
         log["chunks"].append({"start_step": step, "command_args": {k: str(v) for k, v in vars(args).items()}})
 
     def ema_model():
-        """A copy of the model holding the EMA weights."""
+        """A copy of the model holding the EMA weights (and the replacement codec, if given)."""
         import copy
 
         copy_ = copy.deepcopy(model)
         ema.copy_to(trainable_parameters(copy_))
+        if args.replace_codec is not None:
+            from ruledsl.runtime.frame_codec import PaletteAutoencoder
+
+            codec = PaletteAutoencoder.from_pretrained(args.replace_codec, use_safetensors=True)
+            encoder = {k: v for k, v in codec.state_dict().items() if k.startswith("vae.encoder.")}
+            if any(not torch.equal(v, copy_.codec.state_dict()[k]) for k, v in encoder.items()):
+                raise SystemExit(f"--replace-codec {args.replace_codec}: its encoder differs from the run's codec")
+            copy_.codec.load_state_dict(codec.state_dict())
+            copy_.codec.register_to_config(temperature=codec.config["temperature"])
+            copy_.register_to_config(codec_config={k: v for k, v in codec.config.items() if not k.startswith("_")})
         return copy_.eval()
 
     def save_checkpoint():

@@ -166,6 +166,30 @@ def test_decoder_and_v2_training_smoke_runs_resume(tmp_path):
         "100",
     )
     assert (tmp_path / "codec" / "best" / "config.json").exists()
+    # decoder-only fine-tuning keeps the encoder (the latent space) and the latent scale
+    _run(
+        ROOT / "scripts" / "train_decoder.py",
+        "--run",
+        tmp_path / "ft",
+        "--init",
+        tmp_path / "codec" / "best",
+        "--balance",
+        "--max-steps",
+        "2",
+        "--videos",
+        "2",
+        "--per-video",
+        "1",
+        "--eval-per-family",
+        "1",
+        "--eval-minutes",
+        "100",
+    )
+    before = PaletteAutoencoder.from_pretrained(tmp_path / "codec" / "best")
+    after = PaletteAutoencoder.from_pretrained(tmp_path / "ft" / "best")
+    assert after.config["latent_std"] == before.config["latent_std"]
+    changed = {k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])}
+    assert changed and all(k.startswith("vae.decoder.") for k in changed)
     common = [
         "--arch",
         "v2",
@@ -192,3 +216,17 @@ def test_decoder_and_v2_training_smoke_runs_resume(tmp_path):
     assert isinstance(load_reasoner(tmp_path / "out"), LatentReasonerModel)
     log = json.loads((tmp_path / "out" / "training_log.json").read_text())
     assert log["steps"] == 3 and len(log["chunks"]) == 2
+    # export the run's EMA weights with the fine-tuned decoder
+    _run(
+        ROOT / "scripts" / "train_reasoner.py",
+        *common,
+        "--resume",
+        "--export",
+        "--out",
+        tmp_path / "shipped",
+        "--replace-codec",
+        tmp_path / "ft" / "best",
+    )
+    shipped = load_reasoner(tmp_path / "shipped")
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in shipped.codec.state_dict().items())
+    assert json.loads((tmp_path / "run" / "log.json").read_text())["steps"] == 3  # export leaves the run alone
