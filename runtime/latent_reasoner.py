@@ -26,7 +26,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
 from ruledsl.runtime.frame_codec import PaletteAutoencoder, encode_video, resize_frames
-from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ResBlock, family_ids, sinusoid
+from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ResBlock, conditioned_input, family_ids
 
 __all__ = [
     "FAMILY_IDS",
@@ -148,17 +148,7 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"latent height and width must be multiples of {self.config['patch']}, got {height}x{width}"
             )
-        if family is None:
-            family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
-        timestep = timestep.to(sample.device).float().expand(b)
-        dtype = self.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
-        emb = self.time_mlp(sinusoid(timestep, self.config["embed"]).to(dtype)) + self.family_embedding(family)
-        cond = first_latent[:, None].expand(b, t, *first_latent.shape[1:])
-        x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
-        frame_pos = self.frame_proj(
-            sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config["embed"]).to(dtype)
-        )
-        x = x + frame_pos.T[None, :, :, None, None]
+        x, emb = conditioned_input(self, sample, first_latent, timestep, family)
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(block, x, emb, use_reentrant=False)

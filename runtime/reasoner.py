@@ -136,17 +136,7 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         b, t, _, height, width = sample.shape
         if height % (2 * self.patch) or width % (2 * self.patch):
             raise ValueError(f"height and width must be multiples of {2 * self.patch}, got {height}x{width}")
-        if family is None:
-            family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
-        timestep = timestep.to(sample.device).float().expand(b)
-        dtype = self.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
-        emb = self.time_mlp(sinusoid(timestep, self.config["embed"]).to(dtype)) + self.family_embedding(family)
-        cond = first_frame[:, None].expand(b, t, *first_frame.shape[1:])
-        x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
-        frame_pos = self.frame_proj(
-            sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config["embed"]).to(dtype)
-        )
-        x = x + frame_pos.T[None, :, :, None, None]
+        x, emb = conditioned_input(self, sample, first_frame, timestep, family)
         run = self._run
         for block in self.down_blocks:
             x = run(block, x, emb)
@@ -165,6 +155,25 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(block, x, emb, use_reentrant=False)
         return block(x, emb)
+
+
+def conditioned_input(model, sample: torch.Tensor, cond: torch.Tensor, timestep: torch.Tensor, family):
+    """The input stage both reasoners share (v1 here, v2 in latent_reasoner.py): the time + family
+    embedding [B, E], and the projected tokens of (noisy sample, per-frame copy of the condition)
+    plus frame-position features, [B, C, T, h, w]. `model` has time_mlp, family_embedding,
+    proj_in, frame_proj, _patchify and config["embed"]."""
+    b, t = sample.shape[:2]
+    if family is None:
+        family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
+    timestep = timestep.to(sample.device).float().expand(b)
+    dtype = model.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
+    emb = model.time_mlp(sinusoid(timestep, model.config["embed"]).to(dtype)) + model.family_embedding(family)
+    cond = cond[:, None].expand(b, t, *cond.shape[1:])
+    x = model.proj_in(torch.cat([model._patchify(sample), model._patchify(cond)], dim=1))
+    frame_pos = model.frame_proj(
+        sinusoid(torch.arange(t, device=sample.device) * 10.0, model.config["embed"]).to(dtype)
+    )
+    return x + frame_pos.T[None, :, :, None, None], emb
 
 
 def family_ids(families: list[str | None], device=None) -> torch.Tensor:

@@ -269,7 +269,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--decoder-agreement", type=Path, default=None, help="JSON from scripts/decoder_agreement.py")
     parser.add_argument("--lora-capacity", type=Path, default=None, help="JSON from benchmarks/lora_capacity.py")
-    parser.add_argument("--reuse", action="store_true", help="take the scorer results from the folder's results.json (timing is re-measured)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take the scorer results from the folder's results.json (timing is re-measured)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = ReasonerGenerator(path=args.path)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from run_state import load_run_state, save_run_state, update
 
 from ruledsl.runtime.frame_codec import PaletteAutoencoder
 from ruledsl.tasks.corrupt import KINDS, corrupt
@@ -161,14 +162,8 @@ def main() -> None:
     step, best = 0, -1.0
     last = args.run / "last.pt"
     if args.resume and last.exists():
-        state = torch.load(last, weights_only=False)
-        codec.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ema.load_state_dict(state["ema"])
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        step, best, log = state["step"], state["best"], state["log"]
+        fields = load_run_state(last, codec, optimizer, scheduler, ema, rng)
+        step, best, log = fields["step"], fields["best"], fields["log"]
         print(f"resumed at step {step} (best agreement {best:.3f})", flush=True)
     held_out = held_out_videos(args.eval_per_family)
     eval_codec = PaletteAutoencoder(**{k: v for k, v in codec.config.items() if not k.startswith("_")})
@@ -176,22 +171,7 @@ def main() -> None:
     eval_params = [p for p, q in zip(eval_codec.parameters(), codec.parameters()) if q.requires_grad]
 
     def save_checkpoint():
-        torch.save(
-            {
-                "model": codec.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": ema.state_dict(),
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "best": best,
-                "log": log,
-            },
-            last.with_suffix(".tmp"),
-        )
-        last.with_suffix(".tmp").replace(last)
-        (args.run / "log.json").write_text(json.dumps(log, indent=1) + "\n")
+        save_run_state(last, codec, optimizer, scheduler, ema, rng, step=step, best=best, log=log)
 
     start = time.time()
     seconds0 = log["seconds"]
@@ -209,13 +189,7 @@ def main() -> None:
             weight = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)).sqrt(), torch.zeros_like(counts))
             weight = weight / weight[counts > 0].mean()
         loss = F.cross_entropy(logits, target, weight=weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.step(params)
-        running.append(loss.item())
+        running.append(update(loss, params, optimizer, scheduler, ema))
         step += 1
         now = time.time()
         log["seconds"] = seconds0 + now - start

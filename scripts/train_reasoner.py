@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from run_state import load_run_state, save_run_state, update
 
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
@@ -218,14 +219,8 @@ def main() -> None:
     if args.resume:
         if last is None or not last.exists():
             raise SystemExit(f"--resume: no checkpoint at {last}")
-        state = torch.load(last, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ema.load_state_dict(state["ema"])
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        step, log = state["step"], state["log"]
+        fields = load_run_state(last, model, optimizer, scheduler, ema, rng)
+        step, log = fields["step"], fields["log"]
         print(f"resumed {last} at step {step} ({log['seconds'] / 60:.1f} min trained)", flush=True)
     if not args.export:
         log["chunks"].append({"start_step": step, "command_args": {k: str(v) for k, v in vars(args).items()}})
@@ -249,22 +244,7 @@ def main() -> None:
         return copy_.eval()
 
     def save_checkpoint():
-        args.run.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": ema.state_dict(),
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "log": log,
-            },
-            last.with_suffix(".tmp"),
-        )
-        last.with_suffix(".tmp").replace(last)
-        (args.run / "log.json").write_text(json.dumps(log, indent=1) + "\n")
+        save_run_state(last, model, optimizer, scheduler, ema, rng, step=step, log=log)
 
     model.train()
     start = time.time()
@@ -273,13 +253,7 @@ def main() -> None:
     running = []
     while not args.export and step < args.max_steps and time.time() - start < args.minutes * 60:
         loss = arch.loss(rng, args.batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.step(params)
-        running.append(loss.item())
+        running.append(update(loss, params, optimizer, scheduler, ema))
         step += 1
         now = time.time()
         log["seconds"] = seconds0 + now - start

@@ -12,11 +12,11 @@ from conftest import ROOT
 
 import ruledsl
 from ruledsl.runtime.generators import DEFAULT_REASONER, Condition, ReasonerGenerator, condition_from_instance
-
-V1_REASONER = DEFAULT_REASONER.parent / "reasoner_v1"  # v1 stays loadable by folder, for comparisons
 from ruledsl.runtime.lora import attach_lora, detach_lora
 from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.tasks import generate
+
+V1_REASONER = DEFAULT_REASONER.parent / "reasoner_v1"  # v1 stays loadable by folder, for comparisons
 
 
 @pytest.fixture(scope="module")

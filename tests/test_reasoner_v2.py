@@ -150,41 +150,12 @@ def _run(*args):
 
 
 def test_decoder_and_v2_training_smoke_runs_resume(tmp_path):
-    _run(
-        ROOT / "scripts" / "train_decoder.py",
-        "--run",
-        tmp_path / "codec",
-        "--max-steps",
-        "2",
-        "--videos",
-        "2",
-        "--per-video",
-        "1",
-        "--eval-per-family",
-        "1",
-        "--eval-minutes",
-        "100",
-    )
+    decoder = [ROOT / "scripts" / "train_decoder.py", "--max-steps", "2", "--videos", "2", "--per-video", "1"]
+    decoder += ["--eval-per-family", "1", "--eval-minutes", "100"]
+    _run(*decoder, "--run", tmp_path / "codec")
     assert (tmp_path / "codec" / "best" / "config.json").exists()
     # decoder-only fine-tuning keeps the encoder (the latent space) and the latent scale
-    _run(
-        ROOT / "scripts" / "train_decoder.py",
-        "--run",
-        tmp_path / "ft",
-        "--init",
-        tmp_path / "codec" / "best",
-        "--balance",
-        "--max-steps",
-        "2",
-        "--videos",
-        "2",
-        "--per-video",
-        "1",
-        "--eval-per-family",
-        "1",
-        "--eval-minutes",
-        "100",
-    )
+    _run(*decoder, "--run", tmp_path / "ft", "--init", tmp_path / "codec" / "best", "--balance", "--large-grids", "0.5")
     before = PaletteAutoencoder.from_pretrained(tmp_path / "codec" / "best")
     after = PaletteAutoencoder.from_pretrained(tmp_path / "ft" / "best")
     assert after.config["latent_std"] == before.config["latent_std"]
