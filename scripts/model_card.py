@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--decoder-agreement", type=Path, default=None, help="JSON from scripts/decoder_agreement.py")
     parser.add_argument("--lora-capacity", type=Path, default=None, help="JSON from benchmarks/lora_capacity.py")
+    parser.add_argument("--notes", type=Path, default=None, help="a markdown file appended to the card")
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -292,7 +293,8 @@ def main() -> None:
     (args.path / "results.json").write_text(
         json.dumps({"seconds_per_sample": seconds, "results": results, **extras}, indent=1) + "\n"
     )
-    (args.path / "README.md").write_text(card(args.path, results, log, seconds, extra_sections(**extras)))
+    notes = "\n" + args.notes.read_text() if args.notes else ""
+    (args.path / "README.md").write_text(card(args.path, results, log, seconds, extra_sections(**extras)) + notes)
     print((args.path / "README.md").read_text())
 
 
