@@ -6,6 +6,7 @@ rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
@@ -255,25 +256,40 @@ def optimize(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
-    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder."""
+    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder.
+
+    The run's state is saved after every step: after Ctrl-C, a kill or a crash, `--resume` continues it."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
     from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
-    from ruledsl.runtime.loop import METHODS, Budget, Settings, nfe_budget_for
+    from ruledsl.runtime.loop import METHODS, Budget, ResumeMismatchError, Settings, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
-    from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
+    from ruledsl.runtime.run import (
+        CheckpointWriter,
+        RunFolderError,
+        check_out_folder,
+        load_resume,
+        manifest_fields,
+        resume_conflicts,
+        run_manifest,
+        start_run,
+        task_params,
+        write_run,
+    )
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if method not in METHODS:
         _stderr(f"error: unknown --method {method!r}; choose from {', '.join(METHODS)}")
         raise typer.Exit(EXIT_USAGE)
     try:
-        check_out_folder(out, force, resume)
+        check_out_folder(out, force, resume, task)  # before any work: a bad --out is found now, not at the end
         folder = read_task(task)
         generator = ReasonerGenerator(path=model)
-    except (RunExistsError, TaskFolderError, FileNotFoundError) as error:
+        state = load_resume(out) if resume else None
+        manifest = run_manifest(out) if resume else None
+    except (RunFolderError, TaskFolderError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
@@ -282,26 +298,70 @@ def optimize(
     if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
         nfe = nfe_budget_for(generator, settings, steps)
     budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
-    state = load_resume(out) if resume else None
-    if state is not None and state["method"] != method:
-        _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
+    model_name = str(model or "built-in reasoner")
+    conflicts = resume_conflicts(manifest, settings) if manifest is not None else []
+    if conflicts:
+        _stderr(
+            f"error: {out} was run with other settings: {'; '.join(conflicts)}; resume it with the run's "
+            "settings (budgets may differ), or pass --force instead of --resume to start it over"
+        )
         raise typer.Exit(EXIT_USAGE)
-    result = _run_with_display(
-        lambda on_step: run_optimize(
-            compiled, condition_from_task(folder), generator, budget, settings, on_step=on_step, resume=state
-        ),
-        compiled,
-    )
-    report = write_run(
-        out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params
-    )
+    try:
+        if not resume:
+            start_run(out, force, manifest_fields(settings, str(rule_file), str(task), model_name))
+        elif state is None:
+            _stderr(f"note: {out} has no saved step yet; starting the run from its base sample")
+        with _termination_as_interrupt():
+            result = _run_with_display(
+                lambda on_step: run_optimize(
+                    compiled,
+                    condition_from_task(folder),
+                    generator,
+                    budget,
+                    settings,
+                    on_step=on_step,
+                    resume=state,
+                    checkpoint=CheckpointWriter(out),
+                ),
+                compiled,
+            )
+        report = write_run(out, result, str(rule_file), str(task), model_name, settings, budget, params)
+    except ResumeMismatchError as error:
+        _stderr(f"error: cannot resume {out}: {error}; pass --force instead of --resume to start it over")
+        raise typer.Exit(EXIT_USAGE) from None
+    except (RunFolderError, OSError) as error:
+        _stderr(f"error: writing the run to {out}: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
     print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
         + (", lora.safetensors" if result.lora else "")
+        + ("; continue it with --resume" if report.interrupted else "")
     )
     raise typer.Exit(EXIT_OK if report.solved_after else EXIT_FAIL)
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (preemption) and SIGHUP (a closed terminal) stop the run like Ctrl-C: the best so far is
+    written. (SIGKILL cannot be caught; the per-step checkpoint covers it.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_with_display(run, compiled):
@@ -477,8 +537,7 @@ def reasoner_sample(
     import torch
 
     from ruledsl.compiler.video_io import write_video
-    from ruledsl.runtime.generators import ReasonerGenerator
-    from ruledsl.runtime.run import condition_from_task
+    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:

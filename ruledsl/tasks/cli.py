@@ -88,11 +88,12 @@ def score(
 
     try:
         folder = read_task(task)
+        if folder.metadata is None:
+            _fail(f"{task}: no metadata.json, so no scorer knows its rules (only generated tasks can be scored)")
+        folder.instance  # noqa: B018  (checks the metadata is one of our generated instances)
         frames = read_frames(video)
     except (TaskFolderError, VideoReadError) as error:
         _fail(str(error))
-    if folder.metadata is None:
-        _fail(f"{task}: no metadata.json, so no scorer knows its rules (only generated tasks can be scored)")
     result = score_video(frames, folder.metadata)
     if json_output:
         print(json.dumps(result.to_dict(), indent=2))
@@ -122,13 +123,17 @@ def corrupt(
 
     try:
         folder = read_task(task)
+        if folder.metadata is None:
+            _fail(f"{task}: no metadata.json; corruptions need the generated layout")
+        folder.instance  # noqa: B018  (checks the metadata is one of our generated instances)
     except TaskFolderError as error:
         _fail(str(error))
-    if folder.metadata is None:
-        _fail(f"{task}: no metadata.json; corruptions need the generated layout")
     if out.exists() and not force:
         _fail(f"{out} exists; pass --force to overwrite it")
     meta = folder.metadata
+    missing = [f"render.{name}" for name in ("frames", "height", "width") if name not in meta.get("render", {})]
+    if missing:
+        _fail(f"{task / 'metadata.json'}: no field {', '.join(missing)} (corruptions re-render the task at its size)")
     try:
         plan = make_plan(folder.instance, kind, meta["render"]["frames"])
         write_frames(
