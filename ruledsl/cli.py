@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
@@ -329,6 +330,9 @@ def optimize(
     except ResumeMismatchError as error:
         _stderr(f"error: cannot resume {out}: {error}; pass --force instead of --resume to start it over")
         raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:  # before the base sample was judged (later ones are kept by the loop)
+        _stderr(f"interrupted before the first sample; nothing saved yet (--resume {out} starts the run)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (RunFolderError, OSError) as error:
         _stderr(f"error: writing the run to {out}: {error}")
         raise typer.Exit(EXIT_USAGE) from None

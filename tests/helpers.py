@@ -23,3 +23,16 @@ def assert_valid_spans(result: CheckedProgram) -> None:
         # line/column must agree with the offset
         assert result.source.span_at(s.start).line == s.line, d
         assert result.source.span_at(s.start).column == s.column, d
+
+
+def tiny_model(seed=0):
+    """A tiny random reasoner (16x16, 4 frames) with non-zero outputs (the real init zeroes the last layer)."""
+    import torch
+
+    from ruledsl.runtime.reasoner import ReasonerModel
+
+    torch.manual_seed(seed)
+    model = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
+    with torch.no_grad():
+        model.proj_out.weight.normal_(0, 0.2)
+    return model

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_model
 from typer.testing import CliRunner
 
 import ruledsl
@@ -11,7 +12,6 @@ from ruledsl.cli import app
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
-from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.runtime.run import write_run
 from ruledsl.tasks import generate
 from ruledsl.tasks.layout import write_task
@@ -20,14 +20,6 @@ runner = CliRunner()
 RULES = (
     "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
 )
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    model = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
-    with torch.no_grad():  # random outputs (the real init zeroes the last layer)
-        model.proj_out.weight.normal_(0, 0.2)
-    return model
 
 
 @pytest.fixture()
