@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -132,7 +133,7 @@ class _Tracker:
         self.nonfinite = resume.nonfinite if resume else 0
         self.next_step = resume.step if resume else 0
         self.tensors = dict(resume.tensors) if resume else {}  # the method's state to start from
-        self.best = None  # (rank, video, report, step, lora)
+        self.best: tuple | None = None  # (rank, video, report, step, lora)
         self.stop_reason = ""
         self.devices: list[int] = []  # CUDA devices whose RNG the run owns
         self.committed: Checkpoint | None = None
@@ -166,6 +167,7 @@ class _Tracker:
     def commit(self, step: int, tensors: dict[str, torch.Tensor], finished: str = "") -> None:
         """Make everything up to now the point a resume continues from (`step`: the next one), and hand it to
         the checkpoint writer. Nothing after the last commit survives an interrupt or a kill."""
+        assert self.best is not None  # the base sample is judged before the first commit
         rank, video, report, best_step, lora = self.best
         rng = _rng_states(self.devices) if step > 0 else None  # after the base sample, setting up replays it
         self.committed = Checkpoint(
@@ -324,6 +326,7 @@ def optimize(
                 detach_lora(generator.denoiser)
     # What survives is the last commit: a step cut short by Ctrl-C is dropped, as a kill would drop it.
     committed = tracker.committed
+    assert committed is not None  # the base sample is committed, or the interrupt was re-raised
     result = Result(
         settings.method,
         base[0].detach(),
@@ -406,15 +409,28 @@ def _snapshot(model, optimizer, params) -> dict[str, torch.Tensor]:
 
 
 def _restore(model, optimizer, params, tensors: dict[str, torch.Tensor]) -> None:
+    """Put a checkpoint's LoRA weights and AdamW moments back; ResumeMismatchError if they do not fit."""
     from ruledsl.runtime.lora import load_lora_state
 
     lora = {name[5:]: value for name, value in tensors.items() if name.startswith("lora/")}
-    if lora:
-        load_lora_state(model, lora)
-    for i, param in enumerate(params):
-        state = {key.split("/")[2]: value for key, value in tensors.items() if key.startswith(f"adamw/{i}/")}
-        if state:  # moments live where the parameter does; AdamW keeps its step count on the CPU
-            optimizer.state[param] = {k: v if k == "step" else v.to(param.device) for k, v in state.items()}
+    try:
+        if lora:
+            load_lora_state(model, lora)
+    except (ValueError, RuntimeError) as error:
+        raise ResumeMismatchError(f"the saved LoRA does not fit this model ({error})") from None
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        match = re.fullmatch(r"adamw/(\d+)/(\w+)", key) if key.startswith("adamw/") else None
+        if key.startswith("adamw/") and (match is None or int(match[1]) >= len(params)):
+            raise ResumeMismatchError(f"the saved optimizer state {key!r} does not fit this model's LoRA")
+        if match:
+            moments.setdefault(int(match[1]), {})[match[2]] = value
+    for i, state in moments.items():
+        param = params[i]
+        if any(k != "step" and v.shape != param.shape for k, v in state.items()):
+            raise ResumeMismatchError("the saved optimizer moments do not fit this model's LoRA")
+        # Moments live where the parameter does; AdamW keeps its step count on the CPU.
+        optimizer.state[param] = {k: v if k == "step" else v.to(param.device) for k, v in state.items()}
 
 
 def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
@@ -440,6 +456,10 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
     s = tracker.settings
     noise = generator.initial_noise(condition, s.seed)
     if "noise" in tracker.tensors:  # resumed: the noise as the last committed step left it
+        if tracker.tensors["noise"].shape != noise.shape:
+            raise ResumeMismatchError(
+                f"the saved noise has shape {tuple(tracker.tensors['noise'].shape)}, not {tuple(noise.shape)}"
+            )
         noise = tracker.tensors["noise"].to(noise.device, noise.dtype)
     noise = noise.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([noise], lr=s.noise_lr)

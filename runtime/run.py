@@ -111,8 +111,10 @@ def check_out_folder(out: Path, force: bool = False, resume: bool = False, task:
     kind = _folder_kind(out)
     if resume:
         if kind != "run":
-            reason = {"missing": "no such folder", "empty": "the folder is empty"}.get(kind, f"no {MANIFEST}")
-            raise RunExistsError(f"{out}: nothing to resume ({reason}, so it is not a ruledsl run)")
+            reason = {"missing": "no such folder", "empty": "the folder is empty"}.get(
+                kind, f"no {MANIFEST}: not a ruledsl run folder"
+            )
+            raise RunExistsError(f"{out}: nothing to resume ({reason})")
     elif kind == "foreign":
         raise RunFolderError(
             f"{out} is not empty and is not a ruledsl run (no {MANIFEST}); choose another --out or empty it "

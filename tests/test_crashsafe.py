@@ -19,7 +19,7 @@ import ruledsl
 from ruledsl.cli import app
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.loop import Budget, Settings, optimize
-from ruledsl.runtime.run import CHECKPOINT, MANIFEST, load_resume, read_checkpoint, write_run
+from ruledsl.runtime.run import CHECKPOINT, MANIFEST, checkpoint_bytes, load_resume, read_checkpoint, write_run
 from ruledsl.tasks import generate
 from ruledsl.tasks.layout import MAX_FRAMES, TaskMetadataError, program_params, read_task, write_task
 
@@ -242,8 +242,15 @@ def remove_state(out):
     (out / "state").rmdir()
 
 
+def foreign_lora(out):
+    saved = read_checkpoint(out / CHECKPOINT)
+    saved.tensors = {key.replace("lora_A", "lora_X"): value for key, value in saved.tensors.items()}
+    (out / CHECKPOINT).write_bytes(checkpoint_bytes(saved))
+
+
 DAMAGE = {
     "no state folder": remove_state,
+    "LoRA of another model": foreign_lora,
     "empty checkpoint": lambda out: (out / CHECKPOINT).write_bytes(b""),
     "truncated checkpoint": lambda out: (out / CHECKPOINT).write_bytes((out / CHECKPOINT).read_bytes()[:300]),
     "checkpoint of garbage": lambda out: (out / CHECKPOINT).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}"),
@@ -274,7 +281,7 @@ def test_resume_with_other_settings_is_refused(setup, finished_run):
     assert result.exit_code == 2 and "--rank 8 (the run used 4)" in result.stderr
 
 
-def test_force_clears_the_previous_runs_files_and_only_those(setup, finished_run):
+def test_force_clears_the_previous_runs_files_and_only_those(setup, finished_run, monkeypatch):
     assert (finished_run / "lora.safetensors").exists()
     (finished_run / "notes.txt").write_text("mine")
     (finished_run / "state" / "mine.txt").write_text("mine too")
@@ -282,6 +289,16 @@ def test_force_clears_the_previous_runs_files_and_only_those(setup, finished_run
     assert forced.exit_code == 1, forced.output
     assert json.loads((finished_run / "report.json").read_text())["method"] == "best-of-n"
     assert not (finished_run / "lora.safetensors").exists()  # a best-of-n run has no LoRA
+
+    # Started over and stopped at once: none of the previous run's files may be left beside the new one.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReasonerGenerator, "rollout", interrupted)
+    stopped = run_cli(command(setup, finished_run, "--steps", "1", "--force"))
+    assert stopped.exit_code == 130 and "nothing saved yet" in stopped.stderr
+    left = sorted(str(p.relative_to(finished_run)) for p in finished_run.rglob("*") if p.is_file())
+    assert left == ["notes.txt", MANIFEST, "state/mine.txt"]
     assert (finished_run / "notes.txt").read_text() == "mine"
     assert (finished_run / "state" / "mine.txt").read_text() == "mine too"
 
