@@ -5,7 +5,7 @@
 On a tiny random reasoner (the tests' size) and on the shipped reasoner (maze test instance 0,
 examples/maze.rule): the loop run `--repeats` times without a checkpoint writer and with
 ruledsl.runtime.run.CheckpointWriter (atomic; fsync at most once a second), interleaved so load on the
-machine hits both alike; then the parts of one checkpoint write on their own (serializing, writing and
+machine hits both alike (CPU time too: on a loaded machine wall time mostly measures the others); then the parts of one checkpoint write on their own (serializing, writing and
 renaming, with and without fsync) and its size.
 """
 
@@ -55,16 +55,19 @@ def measure(name, case, steps: int, repeats: int) -> None:
         writer = CheckpointWriter(Path(folder))
         for _ in range(repeats):
             for label, checkpoint in (("without", None), ("with", writer)):
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 result = optimize(program, condition, generator, Budget(steps=steps), settings, checkpoint=checkpoint)
-                per_step[label].append((time.perf_counter() - start) / (len(result.history) - 1))
+                n = len(result.history) - 1
+                per_step[label].append(((time.perf_counter() - start) / n, (time.process_time() - cpu) / n))
         data = checkpoint_bytes(result.checkpoint)
         path = Path(folder) / "probe.safetensors"
         serialize = timed(lambda: checkpoint_bytes(result.checkpoint), 10)
         write = {sync: timed(lambda sync=sync: write_atomic(path, data, sync=sync), 10) for sync in (False, True)}
-    without, with_ = statistics.median(per_step["without"]), statistics.median(per_step["with"])
+    wall = {label: statistics.median(w for w, _ in runs) * 1000 for label, runs in per_step.items()}
+    cpu = {label: statistics.median(c for _, c in runs) * 1000 for label, runs in per_step.items()}
     print(
-        f"| {name} | {without * 1000:.1f} ms | {with_ * 1000:.1f} ms | {serialize * 1000:.2f} ms | "
+        f"| {name} | {wall['without']:.1f} / {cpu['without']:.1f} ms | {wall['with']:.1f} / {cpu['with']:.1f} ms "
+        f"| {serialize * 1000:.2f} ms | "
         f"{write[False] * 1000:.2f} ms | {write[True] * 1000:.2f} ms | {len(data) / 1024:.0f} KiB |",
         flush=True,
     )
@@ -78,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        "| model | step, no writer | step, checkpoint written every step | serialize | write + rename "
+        "| model | step without writer (wall / CPU) | step, checkpoint every step (wall / CPU) | serialize | write + rename "
         "| write + fsync + rename | size |"
     )
     print("|---|---|---|---|---|---|---|")
