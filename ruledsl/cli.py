@@ -15,6 +15,7 @@ import typer
 
 from ruledsl.checker import check as check_source
 from ruledsl.diagnostics import render_json, render_plain, sort_key
+from ruledsl.runtime.settings import Budget, Settings  # no torch: the optimizer's defaults, read by the options
 from ruledsl.source import Source, SourceError, read_source
 
 app = typer.Typer(
@@ -31,6 +32,14 @@ EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
 app.add_typer(tasks_app, name="tasks")
+
+
+MODEL_HELP = (
+    "A reasoner folder, or a diffusers image-to-video pipeline folder (Wan, CogVideoX, LTX; save_pretrained "
+    "layout, detected from model_index.json); default: the built-in reasoner."
+)
+DEVICE_HELP = "torch device for the model (cpu, cuda, cuda:1, ...); default: cuda when available, else cpu."
+DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 (on a GPU); LoRA weights stay float32."
 
 
 class OutputFormat(str, Enum):
@@ -185,6 +194,9 @@ def eval_(
         0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."
     ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE (repeatable)."),
+    task: Path = typer.Option(
+        None, "--task", help="A task folder: its metadata sets the program's params (e.g. `cell`), as in optimize."
+    ),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -194,7 +206,9 @@ def eval_(
     if out is not None and out.exists() and not force:
         _stderr(f"error: {out} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
-    compiled = _compile_or_exit(program, temperature=temperature, params=_parse_params(param))
+    params = _parse_params(param)
+    params = {**_task_params_or_exit(program, task, video, set(params)), **params}
+    compiled = _compile_or_exit(program, temperature=temperature, params=params)
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
@@ -212,6 +226,33 @@ def eval_(
     else:
         _print_report_table(report, rule_file, video)
     raise typer.Exit(EXIT_OK if bool(report.satisfied.all()) else EXIT_FAIL)
+
+
+def _task_params_or_exit(program, task: Path | None, video: Path, given: set[str]) -> dict[str, float]:
+    """Params from `--task`'s metadata; without `--task`, warn when the video sits in a task folder whose
+    metadata would set a param that is left at its declared default (a silent wrong verdict otherwise)."""
+    from ruledsl.tasks.layout import TaskFolderError, read_task, task_params
+
+    declared = {name for name, value in program.checked.constants.items() if isinstance(value, float)}
+    if task is not None:
+        try:
+            return task_params(read_task(task), declared)
+        except TaskFolderError as error:
+            _stderr(f"error: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
+    folder = video if video.is_dir() else video.parent
+    if (folder / "metadata.json").is_file() and (folder / "first_frame.png").is_file():
+        try:
+            found = task_params(read_task(folder), declared - given)
+        except TaskFolderError:
+            return {}
+        for name, value in sorted(found.items()):
+            declared_value = program.checked.constants[name]
+            _stderr(
+                f"warning: param `{name}` keeps its declared default {declared_value:g}, but the task in {folder} "
+                f"sets it to {value:.6g}; pass --task {folder} (or --param {name}=...)"
+            )
+    return {}
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:
@@ -237,22 +278,29 @@ def optimize(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."
     ),
-    model: Path = typer.Option(
-        None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    sample_steps: int = typer.Option(
+        None, "--sample-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
     ),
-    method: str = typer.Option("lora", "--method", help="lora, best-of-n or noise."),
+    method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
-        16,
+        Budget.steps,
         "--steps",
         min=0,
         help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps.",
     ),
-    seconds: float = typer.Option(None, "--time", help="Wall-time budget in seconds."),
-    nfe: float = typer.Option(None, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."),
-    seed: int = typer.Option(0, "--seed"),
-    lr: float = typer.Option(3e-3, "--lr"),
-    rank: int = typer.Option(8, "--rank", min=1),
-    grad_steps: int = typer.Option(2, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."),
+    seconds: float = typer.Option(Budget.seconds, "--time", help="Wall-time budget in seconds."),
+    nfe: float = typer.Option(
+        Budget.nfe, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."
+    ),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    lr: float = typer.Option(Settings.lr, "--lr"),
+    rank: int = typer.Option(Settings.rank, "--rank", min=1),
+    grad_steps: int = typer.Option(
+        Settings.grad_steps, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -264,8 +312,9 @@ def optimize(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
-    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
-    from ruledsl.runtime.loop import METHODS, Budget, ResumeMismatchError, Settings, nfe_budget_for
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
+    from ruledsl.runtime.loop import METHODS, ResumeMismatchError, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
     from ruledsl.runtime.run import (
         CheckpointWriter,
@@ -287,10 +336,10 @@ def optimize(
     try:
         check_out_folder(out, force, resume, task)  # before any work: a bad --out is found now, not at the end
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model)
+        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
         state = load_resume(out) if resume else None
         manifest = run_manifest(out) if resume else None
-    except (RunFolderError, TaskFolderError, FileNotFoundError) as error:
+    except (RunFolderError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
@@ -389,6 +438,71 @@ def _run_with_display(run, compiled):
 
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         return run(lambda step, report: live.update(render(step, report)))
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for results.jsonl, summary.json, table.md, plots, index.html."
+    ),
+    split: str = typer.Option("test", "--split", help="Task split: train, test or ood."),
+    n: int = typer.Option(10, "--n", min=1, help="Instances per family."),
+    seed: int = typer.Option(0, "--seed", help="The split's instance stream, as in `tasks generate`."),
+    budget: list[float] = typer.Option([400.0], "--budget", help="An NFE budget (repeatable; one run covers all)."),
+    methods: str = typer.Option("base,best-of-n,lora-v1", "--methods", help="Comma-separated methods."),
+    families: str = typer.Option("", "--families", help="Comma-separated families (default: all)."),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
+) -> None:
+    """Compare methods at equal NFE on held-out instances, judged by the independent task scorers."""
+    import os
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ruledsl.runtime.bench import BenchConfig, BenchError, parse_methods, run_bench, table_markdown
+
+    try:
+        config = BenchConfig(
+            out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
+            families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
+            engine=engine, address=address, model=str(model) if model else None, steps=steps, device=device,
+            dtype=dtype,
+        )  # fmt: skip
+        columns = (
+            TextColumn("instances"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("bench", total=None)
+
+            def progress(finished: int, total: int, skipped: int) -> None:
+                bar.update(task, completed=finished, total=total)
+                if finished == 0 and skipped:
+                    bar.console.print(f"resuming: {skipped} finished instance(s) skipped")
+
+            summary = run_bench(config, resume=resume, force=force, progress=progress)
+    except BenchError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(table_markdown(summary))
+    print(f"wrote {out}/: results.jsonl, summary.json, table.md, success_vs_nfe.png, per_family.png, index.html")
 
 
 @app.command()
@@ -532,16 +646,19 @@ def reasoner_info(
 def reasoner_sample(
     task: Path = typer.Argument(..., help="A task folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif or a folder)."),
-    seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(8, "--steps", min=1),
-    model: Path = typer.Option(None, "--model"),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    steps: int = typer.Option(None, "--steps", min=1, help="Sampling steps; default: the model's (8)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
-    """Image-to-video from the task's first frame with the reasoner."""
+    """Image-to-video from the task's first frame with the reasoner (or another --model)."""
     import torch
 
     from ruledsl.compiler.video_io import write_video
-    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:
@@ -549,8 +666,8 @@ def reasoner_sample(
         raise typer.Exit(EXIT_USAGE)
     try:
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model, steps=steps)
-    except (TaskFolderError, FileNotFoundError) as error:
+        generator = load_generator(model, device=device, dtype=dtype, steps=steps)
+    except (TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     torch.set_num_threads(1)

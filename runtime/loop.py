@@ -34,29 +34,9 @@ import torch
 
 from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+from ruledsl.runtime.settings import Budget, Settings
 
 METHODS = ("lora", "best-of-n", "noise")
-
-
-@dataclass
-class Budget:
-    steps: int = 16  # optimization steps (rollouts after the base sample)
-    seconds: float | None = None
-    nfe: float | None = None  # denoiser forward-equivalents, base sample included
-
-
-@dataclass
-class Settings:
-    method: str = "lora"
-    seed: int = 0
-    lr: float = 3e-3
-    rank: int = 8
-    targets: tuple[str, ...] | None = None  # None: the generator's default LoRA targets
-    grad_steps: int = 2
-    clip: float = 1.0
-    plateau: int = 8  # stop after this many steps without a better loss
-    max_nonfinite: int = 3
-    noise_lr: float = 0.05
 
 
 @dataclass
@@ -123,8 +103,17 @@ class ResumeMismatchError(ValueError):
 class _Tracker:
     """Shared accounting, best-so-far and checkpoints for every method."""
 
-    def __init__(self, program, budget: Budget, settings: Settings, checkpoint=None, resume: Checkpoint | None = None):
+    def __init__(
+        self,
+        program,
+        budget: Budget,
+        settings: Settings,
+        checkpoint=None,
+        resume: Checkpoint | None = None,
+        on_best=None,
+    ):
         self.program, self.budget, self.settings = program, budget, settings
+        self.on_best = on_best
         self.write_checkpoint = checkpoint  # called with every committed Checkpoint (None: kept in memory only)
         self.resumed = resume
         self.start = time.perf_counter() - (resume.seconds if resume else 0.0)
@@ -148,6 +137,8 @@ class _Tracker:
         rank = _rank(report)
         if self.best is None or rank > self.best[0]:
             self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
+            if self.on_best:
+                self.on_best(self.best[1], report, step, self.nfe)
         return report
 
     def record(self, step: int, report, skipped: bool = False) -> None:
@@ -270,9 +261,11 @@ def optimize(
     on_step=None,
     resume: Checkpoint | None = None,
     checkpoint=None,
+    on_best=None,
 ) -> Result:
     """Optimize one task instance; `on_step(step, report)` is called after every judged rollout, once
-    it is committed.
+    it is committed, and `on_best(video, report, step, nfe)` whenever a rollout becomes the best so far
+    (`nfe`: spent by then; after a resume, only for bests found since).
 
     `checkpoint(Checkpoint)` is called after the base sample and after every step (ruledsl.runtime.run's
     `CheckpointWriter` saves it atomically). `resume` (a Checkpoint: `Result.checkpoint`, or
@@ -283,7 +276,7 @@ def optimize(
     budget, settings = budget or Budget(), settings or Settings()
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r}; choose from {', '.join(METHODS)}")
-    tracker = _Tracker(program, budget, settings, checkpoint, resume)
+    tracker = _Tracker(program, budget, settings, checkpoint, resume, on_best)
     tracker.devices = _cuda_devices(generator)
     interrupted = False
     with _own_rng(settings.seed, tracker.devices):
@@ -429,8 +422,13 @@ def _restore(model, optimizer, params, tensors: dict[str, torch.Tensor]) -> None
         param = params[i]
         if any(k != "step" and v.shape != param.shape for k, v in state.items()):
             raise ResumeMismatchError("the saved optimizer moments do not fit this model's LoRA")
-        # Moments live where the parameter does; AdamW keeps its step count on the CPU.
-        optimizer.state[param] = {k: v if k == "step" else v.to(param.device) for k, v in state.items()}
+        optimizer.state[param] = _on_device(state, param.device)
+
+
+def _on_device(state: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """Saved optimizer moments (read on the CPU) on the parameter's device; `step` stays a CPU tensor
+    as torch's non-capturable Adam expects."""
+    return {key: value if key == "step" else value.to(device) for key, value in state.items()}
 
 
 def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
@@ -465,7 +463,7 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
     optimizer = torch.optim.Adam([noise], lr=s.noise_lr)
     moments = {key[5:]: value for key, value in tracker.tensors.items() if key.startswith("adam/")}
     if moments:
-        optimizer.state[noise] = {k: v if k == "step" else v.to(noise.device) for k, v in moments.items()}
+        optimizer.state[noise] = _on_device(moments, noise.device)
     tracker.restore_rng()
     dims = noise.numel()
     cost, step = generator.nfe(generator.steps), tracker.next_step

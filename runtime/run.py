@@ -17,6 +17,7 @@ never half of either: a run killed at any moment loses at most the step in fligh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -87,11 +88,9 @@ class RunReport(BaseModel):
 
 def task_params(program, task, given: dict[str, float]) -> dict[str, float]:
     """The program's params that the task's metadata sets (e.g. `cell`), unless given explicitly."""
-    from ruledsl.tasks.layout import program_params
+    from ruledsl.tasks import layout
 
-    constants = program.checked.constants
-    found = program_params(task.metadata, task.first_frame.shape[:2])
-    return {**{k: v for k, v in found.items() if k in constants}, **given}
+    return {**layout.task_params(task, program.checked.constants), **given}
 
 
 def check_out_folder(out: Path, force: bool = False, resume: bool = False, task: Path | None = None) -> None:
@@ -206,7 +205,14 @@ def resume_conflicts(manifest: dict, settings: Settings) -> list[str]:
 
 
 def _settings_dict(settings: Settings) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()}
+    """Settings as JSON values (a GradientWindow as its fields, tuples as lists)."""
+
+    def plain(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return list(value) if isinstance(value, tuple) else value
+
+    return {name: plain(value) for name, value in vars(settings).items()}
 
 
 def load_resume(out: Path) -> Checkpoint | None:

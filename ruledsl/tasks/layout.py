@@ -128,6 +128,12 @@ def _json_type(value) -> str:
     return names.get(type(value), "a number")
 
 
+def task_params(task: Task, declared) -> dict[str, float]:
+    """The params among `declared` (a program's param names) that this task's metadata sets."""
+    found = program_params(task.metadata, task.first_frame.shape[:2])
+    return {name: value for name, value in found.items() if name in declared}
+
+
 def write_task(
     instance: Instance,
     folder: str | Path,
