@@ -1,10 +1,14 @@
 """Test-time optimization of a frozen video model against a compiled rule program.
 
-    result = optimize(program, condition, generator, Budget(steps=16), Settings(method="lora"))
+    result = optimize(program, condition, generator, Budget(steps=16), Settings(method="tto"))
 
 Methods share one accounting (denoiser forward-equivalents, NFE) so they can be compared at
 equal cost:
-- `lora`: a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
+- `tto` (the default; runtime/tto.py): each step a population of fresh seeds through the current
+  LoRA, judged exactly (Best-of-N's search), plus one gradient rollout on the best candidate's seed
+  with per-rule normalised losses and randomized truncation; a plateau lowers the learning rate,
+  then restarts the LoRA;
+- `lora` (`lora-v1` in `ruledsl bench`): a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
   `grad_steps` sampling steps, same seed every rollout (iteration 0 is the base sample);
 - `best-of-n`: N seeds, no gradients, the compiled program picks the best (N from the budget);
 - `noise`: optimize the initial noise instead of weights (ReNO-style), gradients through every
@@ -24,7 +28,7 @@ import torch
 from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
 
-METHODS = ("lora", "best-of-n", "noise")
+METHODS = ("tto", "lora", "best-of-n", "noise")
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Budget:
 
 @dataclass
 class Settings:
-    method: str = "lora"
+    method: str = "tto"
     seed: int = 0
     lr: float = 3e-3
     rank: int = 8
@@ -46,6 +50,12 @@ class Settings:
     plateau: int = 8  # stop after this many steps without a better loss
     max_nonfinite: int = 3
     noise_lr: float = 0.05
+    # tto (runtime/tto.py): seeds searched per step, which sampling steps get gradient, extra weight
+    # of failing rules, steps without a better candidate before the search changes.
+    population: int = 4
+    grad_reach: str = "random"
+    focus: float = 1.0
+    patience: int = 3
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Result:
     stop_reason: str = ""
     interrupted: bool = False
     lora: dict[str, torch.Tensor] | None = None  # the LoRA that produced the best video
+    phases: dict[str, float] = field(default_factory=dict)  # NFE per phase (base, search, gradient), restarts
     state: dict = field(default_factory=dict)  # what `resume` needs to continue this run
 
     @property
@@ -100,8 +111,17 @@ class _Tracker:
         self.best = None  # (rank, video, report, step, lora)
         self.stop_reason = ""
         self.nonfinite = 0
+        # How the budget was spent: NFE per phase, and restarts (tto).
+        self.phases: dict[str, float] = {"base": 0.0, "search": 0.0, "gradient": 0.0, "restarts": 0}
+        self.phases.update(resume.get("phases", {}))
         # What a later run needs to continue: the next step, and the method's tensors.
         self.state: dict = {"step": resume.get("step", 0), "tensors": dict(resume.get("tensors", {}))}
+
+    def spend(self, cost: float, phase: str) -> None:
+        """Count `cost` NFE, and what it was spent on ("base", "search": rollouts without gradient that
+        are judged, "gradient": rollouts whose loss updates the LoRA or the noise)."""
+        self.nfe += cost
+        self.phases[phase] += cost
 
     def judge(self, video: torch.Tensor, step: int, report=None, lora=None):
         """Keep `video` if it is the best so far. `report`: its report if already computed (the exact
@@ -191,7 +211,7 @@ def optimize(
     with torch.no_grad():
         base = generator.sample(condition, settings.seed)
     if resume is None:
-        tracker.nfe += generator.nfe(0)
+        tracker.spend(generator.nfe(0), "base")
     base_report = tracker.judge(base, -1)
     if resume is None:
         tracker.record(-1, base_report)
@@ -202,6 +222,10 @@ def optimize(
     try:
         if base_report.satisfied[0]:
             tracker.stop_reason = "every rule holds (base sample)"
+        elif settings.method == "tto":
+            from ruledsl.runtime.tto import run_tto
+
+            run_tto(program, condition, generator, tracker, on_step, _backward, _snapshot, _restore)
         elif settings.method == "lora":
             _lora(program, condition, generator, tracker, on_step)
         elif settings.method == "best-of-n":
@@ -212,7 +236,7 @@ def optimize(
         interrupted = True
         tracker.stop_reason = "interrupted"
     finally:
-        if settings.method == "lora":
+        if settings.method in ("lora", "tto"):
             detach_lora(generator.denoiser)
     _, best_video, best_report, best_step, best_lora = tracker.best
     result = Result(
@@ -230,6 +254,7 @@ def optimize(
         best_lora,
     )
     result.state = tracker.state
+    result.phases = dict(tracker.phases)
     return result
 
 
@@ -242,7 +267,7 @@ def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
     cost, step = generator.nfe(s.grad_steps), tracker.state["step"]
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=s.grad_steps)
-        tracker.nfe += cost
+        tracker.spend(cost, "gradient")
         report = program(video)
         optimizer.zero_grad(set_to_none=True)
         finite = _backward(report.loss, params)
@@ -292,7 +317,7 @@ def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
     while tracker.can_afford(cost, n):
         with torch.no_grad():
             video = generator.sample(condition, tracker.settings.seed + 1 + n)
-        tracker.nfe += cost
+        tracker.spend(cost, "search")
         report = tracker.judge(video, n)
         tracker.record(n, report)
         if on_step:
@@ -316,7 +341,7 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
     cost, step = generator.nfe(generator.steps), tracker.state["step"]
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=generator.steps)
-        tracker.nfe += cost
+        tracker.spend(cost, "gradient")
         report = program(video)
         # Keep the noise on the Gaussian shell (||z||² ≈ dims), as ReNO does.
         loss = report.loss + 0.5 * ((noise.pow(2).sum() - dims) / dims) ** 2

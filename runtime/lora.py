@@ -43,6 +43,8 @@ def detach_lora(model: torch.nn.Module) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, module.get_base_layer())
+    if hasattr(model, "peft_config"):  # peft's record of injected adapters: none are left
+        del model.peft_config
 
 
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
