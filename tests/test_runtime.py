@@ -96,7 +96,9 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
         if step.index == 1:
             raise KeyboardInterrupt
 
-    result = optimize(program(), condition, generator, Budget(steps=10), Settings(method="lora", rank=4, grad_steps=1), on_step=stop)
+    result = optimize(
+        program(), condition, generator, Budget(steps=10), Settings(method="lora", rank=4, grad_steps=1), on_step=stop
+    )
     assert result.interrupted and result.stop_reason == "interrupted"
     assert [s.index for s in result.history] == [-1, 0, 1]
     report = write_run(tmp_path / "run", result, "r.rule", None, "tiny", Settings(), Budget(steps=10), {})
@@ -171,7 +173,12 @@ def test_nonfinite_losses_are_skipped_then_stop(generator, condition):
         b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items() if "lora_B" in k))
 
     result = optimize(
-        nan_loss, condition, generator, Budget(steps=10), Settings(method="lora", rank=4, grad_steps=1, max_nonfinite=3), on_step=watch
+        nan_loss,
+        condition,
+        generator,
+        Budget(steps=10),
+        Settings(method="lora", rank=4, grad_steps=1, max_nonfinite=3),
+        on_step=watch,
     )
     assert result.stop_reason == "non-finite loss or gradient 3 times in a row"
     assert [s.skipped for s in result.history] == [False, True, True, True]
