@@ -14,6 +14,7 @@ import typer
 
 from ruledsl.checker import check as check_source
 from ruledsl.diagnostics import render_json, render_plain, sort_key
+from ruledsl.runtime.settings import Budget, Settings  # no torch: the optimizer's defaults, read by the options
 from ruledsl.source import Source, SourceError, read_source
 
 app = typer.Typer(
@@ -29,6 +30,14 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
 app.add_typer(tasks_app, name="tasks")
+
+
+MODEL_HELP = (
+    "A reasoner folder, or a diffusers image-to-video pipeline folder (Wan, CogVideoX, LTX; save_pretrained "
+    "layout, detected from model_index.json); default: the built-in reasoner."
+)
+DEVICE_HELP = "torch device for the model (cpu, cuda, cuda:1, ...); default: cuda when available, else cpu."
+DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 (on a GPU); LoRA weights stay float32."
 
 
 class OutputFormat(str, Enum):
@@ -267,22 +276,29 @@ def optimize(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."
     ),
-    model: Path = typer.Option(
-        None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    sample_steps: int = typer.Option(
+        None, "--sample-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
     ),
-    method: str = typer.Option("lora", "--method", help="lora, best-of-n or noise."),
+    method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
-        16,
+        Budget.steps,
         "--steps",
         min=0,
         help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps.",
     ),
-    seconds: float = typer.Option(None, "--time", help="Wall-time budget in seconds."),
-    nfe: float = typer.Option(None, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."),
-    seed: int = typer.Option(0, "--seed"),
-    lr: float = typer.Option(3e-3, "--lr"),
-    rank: int = typer.Option(8, "--rank", min=1),
-    grad_steps: int = typer.Option(2, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."),
+    seconds: float = typer.Option(Budget.seconds, "--time", help="Wall-time budget in seconds."),
+    nfe: float = typer.Option(
+        Budget.nfe, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."
+    ),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    lr: float = typer.Option(Settings.lr, "--lr"),
+    rank: int = typer.Option(Settings.rank, "--rank", min=1),
+    grad_steps: int = typer.Option(
+        Settings.grad_steps, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -292,8 +308,9 @@ def optimize(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
-    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
-    from ruledsl.runtime.loop import METHODS, Budget, Settings, nfe_budget_for
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
+    from ruledsl.runtime.loop import METHODS, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
     from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
     from ruledsl.tasks.layout import TaskFolderError, read_task
@@ -304,16 +321,18 @@ def optimize(
     try:
         check_out_folder(out, force, resume)
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model)
-    except (RunExistsError, TaskFolderError, FileNotFoundError) as error:
+        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
+    except (RunExistsError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
     compiled = _compile_or_exit(program, params=params)
     settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
-    if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
+    # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
+    baseline = method in ("best-of-n", "noise")
+    if baseline and nfe is None:
         nfe = nfe_budget_for(generator, settings, steps)
-    budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
+    budget = Budget(steps=10**9 if baseline and nfe is not None else steps, seconds=seconds, nfe=nfe)
     state = load_resume(out) if resume else None
     if state is not None and state["method"] != method:
         _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
@@ -373,7 +392,9 @@ def bench(
     workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
-    model: Path = typer.Option(None, "--model", help="A reasoner folder (default: the built-in reasoner)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
     resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
@@ -396,7 +417,8 @@ def bench(
         config = BenchConfig(
             out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
             families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
-            engine=engine, address=address, model=str(model) if model else None, steps=steps,
+            engine=engine, address=address, model=str(model) if model else None, steps=steps, device=device,
+            dtype=dtype,
         )  # fmt: skip
         columns = (
             TextColumn("instances"),
@@ -562,16 +584,19 @@ def reasoner_info(
 def reasoner_sample(
     task: Path = typer.Argument(..., help="A task folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif or a folder)."),
-    seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(8, "--steps", min=1),
-    model: Path = typer.Option(None, "--model"),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    steps: int = typer.Option(None, "--steps", min=1, help="Sampling steps; default: the model's (8)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
-    """Image-to-video from the task's first frame with the reasoner."""
+    """Image-to-video from the task's first frame with the reasoner (or another --model)."""
     import torch
 
     from ruledsl.compiler.video_io import write_video
-    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:
@@ -579,8 +604,8 @@ def reasoner_sample(
         raise typer.Exit(EXIT_USAGE)
     try:
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model, steps=steps)
-    except (TaskFolderError, FileNotFoundError) as error:
+        generator = load_generator(model, device=device, dtype=dtype, steps=steps)
+    except (TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     torch.set_num_threads(1)

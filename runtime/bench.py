@@ -78,8 +78,10 @@ class BenchConfig:
     families: tuple[str, ...] = ()  # empty: every family
     methods: tuple[str, ...] = ("base", "best-of-n", "lora-v1")
     budgets: tuple[float, ...] = (400.0,)
-    model: str | None = None  # a reasoner folder; None: the built-in reasoner
+    model: str | None = None  # a model folder (load_generator); None: the built-in reasoner
     steps: int = 8  # sampling steps per rollout
+    device: str | None = None  # None: cuda when available, else cpu
+    dtype: str | None = None  # the frozen model's dtype; None: float32
     size: int = 64  # the first frame is rendered at size x size
     workers: int = 1
     engine: str = "local"  # "local" | "ray"
@@ -108,6 +110,7 @@ def validate(config: BenchConfig) -> BenchConfig:
         raise BenchError("--n and --workers must be at least 1")
     if config.engine not in ("local", "ray"):
         raise BenchError(f"unknown engine {config.engine!r}; choose from local, ray")
+    _check_model(config)
     return BenchConfig(**{**asdict(config), "families": families, "budgets": tuple(sorted(set(config.budgets)))})
 
 
@@ -116,12 +119,25 @@ def validate(config: BenchConfig) -> BenchConfig:
 _GENERATORS: dict = {}  # per worker process: the model is loaded once
 
 
-def _generator(model: str | None, steps: int):
-    from ruledsl.runtime.generators import ReasonerGenerator
+def _check_model(config: BenchConfig) -> None:
+    """A model folder, device and dtype that cannot be used fail here, before any worker starts."""
+    from ruledsl.runtime import load
 
-    key = (model, steps)
+    try:
+        if config.model is not None:
+            load.adapter_for(Path(config.model))
+        load.resolve_device(config.device)
+        load.resolve_dtype(config.dtype)
+    except load.GeneratorLoadError as error:
+        raise BenchError(str(error)) from None
+
+
+def _generator(config: BenchConfig):
+    from ruledsl.runtime.load import load_generator
+
+    key = (config.model, config.steps, config.device, config.dtype)
     if key not in _GENERATORS:
-        _GENERATORS[key] = ReasonerGenerator(path=model, steps=steps)
+        _GENERATORS[key] = load_generator(config.model, config.device, config.dtype, steps=config.steps)
     return _GENERATORS[key]
 
 
@@ -143,7 +159,7 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
     rules = Path(str(resources.files("ruledsl.examples"))) / f"{family}.rule"
     program = ruledsl.load(rules).compile(params=program_params(meta, (config.size, config.size)))
     condition = condition_from_instance(instance, config.size)
-    generator = _generator(config.model, config.steps)
+    generator = _generator(config)
     videos = Path(config.out) / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     scored: dict[int, tuple[bool, float, list[str]]] = {}

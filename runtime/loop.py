@@ -27,35 +27,9 @@ import torch
 
 from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
+from ruledsl.runtime.settings import Budget, Settings
 
 METHODS = ("tto", "lora", "best-of-n", "noise")
-
-
-@dataclass
-class Budget:
-    steps: int = 16  # optimization steps (rollouts after the base sample)
-    seconds: float | None = None
-    nfe: float | None = None  # denoiser forward-equivalents, base sample included
-
-
-@dataclass
-class Settings:
-    method: str = "tto"
-    seed: int = 0
-    lr: float = 3e-3
-    rank: int = 8
-    targets: tuple[str, ...] | None = None  # None: the generator's default LoRA targets
-    grad_steps: int = 2
-    clip: float = 1.0
-    plateau: int = 8  # stop after this many steps without a better loss
-    max_nonfinite: int = 3
-    noise_lr: float = 0.05
-    # tto (runtime/tto.py): seeds searched per step, which sampling steps get gradient, extra weight
-    # of failing rules, steps without a better candidate before the search changes.
-    population: int = 4
-    grad_reach: str = "random"
-    focus: float = 1.0
-    patience: int = 3
 
 
 @dataclass
@@ -309,7 +283,13 @@ def _restore(model, optimizer, params, tensors: dict[str, torch.Tensor]) -> None
     for i, param in enumerate(params):
         state = {key.split("/")[2]: value for key, value in tensors.items() if key.startswith(f"adamw/{i}/")}
         if state:
-            optimizer.state[param] = state
+            optimizer.state[param] = _on_device(state, param.device)
+
+
+def _on_device(state: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """Saved optimizer moments (read on the CPU) on the parameter's device; `step` stays a CPU tensor
+    as torch's non-capturable Adam expects."""
+    return {key: value if key == "step" else value.to(device) for key, value in state.items()}
 
 
 def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
@@ -332,11 +312,14 @@ def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
 def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
     s = tracker.settings
     start = tracker.state["tensors"].get("noise")
-    noise = (start if start is not None else generator.initial_noise(condition, s.seed)).clone().requires_grad_(True)
+    start = start.to(generator.device) if start is not None else generator.initial_noise(condition, s.seed)
+    noise = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([noise], lr=s.noise_lr)
     for key in ("exp_avg", "exp_avg_sq", "step"):
         if f"adam/{key}" in tracker.state["tensors"]:
             optimizer.state.setdefault(noise, {})[key] = tracker.state["tensors"][f"adam/{key}"]
+    if noise in optimizer.state:
+        optimizer.state[noise] = _on_device(optimizer.state[noise], noise.device)
     dims = noise.numel()
     cost, step = generator.nfe(generator.steps), tracker.state["step"]
     while tracker.can_afford(cost, step):

@@ -146,7 +146,7 @@ def write_run(
         solved_after=result.solved,
         rules=rules,
         best_step=result.best_step,
-        steps=sum(1 for s in result.history if s.index >= 0),
+        steps=len({s.index for s in result.history if s.index >= 0}),  # tto judges several rollouts a step
         nfe=result.nfe,
         seconds=round(result.seconds, 3),
         peak_memory_mb=round(_peak_memory_mb(), 1),

@@ -26,18 +26,19 @@ import random
 import torch
 
 from ruledsl.runtime.lora import attach_lora, lora_state
+from ruledsl.runtime.settings import GradientWindow
 
 GRAD_REACH = ("last", "random", "all")
 
 
-def grad_steps_for(reach: str, fixed: int, steps: int, rng: random.Random) -> int:
-    """How many final sampling steps keep the graph this time."""
+def grad_steps_for(reach: str, fixed, steps: int, rng: random.Random) -> GradientWindow:
+    """Which sampling steps keep the graph this time (`fixed`: Settings.grad_steps, for "last")."""
     if reach == "last":
-        return min(fixed, steps)
+        return GradientWindow.of(fixed)
     if reach == "random":
-        return rng.randint(1, steps)
+        return GradientWindow.last(rng.randint(1, steps))
     if reach == "all":
-        return steps
+        return GradientWindow.every()
     raise ValueError(f"unknown grad_reach {reach!r}; choose from {', '.join(GRAD_REACH)}")
 
 
@@ -108,11 +109,13 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
                 tracker.stop_reason = f"every rule holds (step {step}, seed {seed})"
                 return
         # 2. gradient on the best candidate's seed.
-        k = grad_steps_for(s.grad_reach, s.grad_steps, generator.steps, rng)
-        cost = generator.nfe(k)
+        window = grad_steps_for(s.grad_reach, s.grad_steps, generator.steps, rng)
+        cost = generator.nfe(window)
         if not tracker.can_afford(cost, step):
             return
-        video = generator.rollout(condition, generator.initial_noise(condition, extra["target_seed"]), grad_steps=k)
+        video = generator.rollout(
+            condition, generator.initial_noise(condition, extra["target_seed"]), grad_steps=window
+        )
         tracker.spend(cost, "gradient")
         report = program(video)
         if not scales:
