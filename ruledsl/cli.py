@@ -34,6 +34,7 @@ app.add_typer(tasks_app, name="tasks")
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"
 
 
 def _read_or_exit(path: Path) -> Source:
@@ -69,12 +70,16 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
 def check(
     files: list[Path] = typer.Argument(..., help="One or more .rule files."),
     format: OutputFormat = typer.Option(
-        OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."
+        OutputFormat.text,
+        "--format",
+        "-f",
+        help="text (for people), json (one object per diagnostic) or sarif (SARIF 2.1.0, for code scanning).",
     ),
 ) -> None:
     """Parse and type-check rule programs; report every error with file:line:col, code and hint."""
     worst = EXIT_OK
     all_json = []
+    all_checked = []  # (source, diagnostics) per file, for SARIF
     for path in files:
         source = _read_or_exit(path)
         checked = check_source(source)
@@ -82,6 +87,8 @@ def check(
             import json
 
             all_json.extend(json.loads(render_json(checked.diagnostics, source)))
+        elif format is OutputFormat.sarif:
+            all_checked.append((source, checked.diagnostics))
         elif checked.diagnostics:
             print_diagnostics(checked.diagnostics, source)
         errors, warnings = len(checked.errors), len(checked.warnings)
@@ -98,6 +105,10 @@ def check(
         import json
 
         print(json.dumps(all_json, indent=2))
+    elif format is OutputFormat.sarif:
+        from ruledsl.sarif import render_sarif
+
+        print(render_sarif(all_checked))
     raise typer.Exit(worst)
 
 
@@ -132,6 +143,26 @@ def fmt(
         for path in changed:
             _stderr(f"{path}: would be reformatted")
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
+
+
+@app.command()
+def lsp(
+    stdio: bool = typer.Option(
+        False, "--stdio", help="Speak LSP over stdin/stdout: the only transport, and the default (editors pass it)."
+    ),
+    debounce: float = typer.Option(
+        0.2, "--debounce", min=0.0, help="Seconds after the last edit before the document is checked again."
+    ),
+    log_file: Path = typer.Option(None, "--log-file", help="Write the server's debug log here."),
+) -> None:
+    """Language server for .rule files: diagnostics as you type, hover, completion, definitions, references, symbols, formatting."""
+    if log_file is not None:
+        import logging
+
+        logging.basicConfig(filename=log_file, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    from ruledsl.lsp.server import main as serve
+
+    serve(debounce)
 
 
 def _load_or_exit(path: Path, exit_code: int):
