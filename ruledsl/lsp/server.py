@@ -247,6 +247,10 @@ def document_symbols(index: SymbolIndex, lines: LineIndex) -> list[types.Documen
 def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
     server = RuleLanguageServer(debounce)
 
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: RuleLanguageServer, params: types.InitializedParams) -> None:
+        ls.worker.start()
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: RuleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.update(params.text_document.uri, delay=0.0)

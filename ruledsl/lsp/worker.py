@@ -63,6 +63,11 @@ class CheckWorker:
             self.started += 1
         return self._process
 
+    def start(self) -> None:
+        """Start the process ahead of the first analysis (its imports then overlap the editor's start-up)."""
+        with self._lock:
+            self._ensure_process()
+
     def analyze(self, text: str, name: str) -> Analysis | None:
         with self._lock:
             process = self._ensure_process()
