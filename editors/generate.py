@@ -49,7 +49,7 @@ def textmate() -> dict:
                 "patterns": [{"match": r"\\.", "name": "constant.character.escape.ruledsl"}],
             },
             {
-                "match": rf"^\s*(task)\s+([A-Za-z_][A-Za-z0-9_]*)",
+                "match": r"^\s*(task)\s+([A-Za-z_][A-Za-z0-9_]*)",
                 "captures": {"1": {"name": "storage.type.ruledsl"}, "2": {"name": "entity.name.type.ruledsl"}},
             },
             {

@@ -29,10 +29,14 @@ from ruledsl.source import MAX_SOURCE_BYTES, Source, Span
 
 STATEMENT_KEYWORDS = ("task", "param", "object", "region", "image", "objects", "goal", "process")
 # Where a statement starts: a line whose first word is a statement keyword followed by a name
-# (`goal reach`, `region goal`). A formula continued on the next line rarely looks like that, and a
-# wrong guess only costs navigation inside one broken statement. The match ends at the keyword.
-STATEMENT_START = re.compile(r"^[ \t]*(?=(?:" + "|".join(STATEMENT_KEYWORDS) + r")[ \t]+[A-Za-z_])", re.MULTILINE)
-MAX_RECOVERIES = 5  # re-parses after syntax errors (each is a full parse: ~6 s for 1 MB)
+# (`goal reach`, `region goal`), or by the `=` or `:` of a declaration whose name is missing. A formula
+# continued on the next line rarely looks like that, and a wrong guess only costs navigation inside
+# one broken statement. The match ends at the keyword.
+STATEMENT_START = re.compile(r"^[ \t]*(?=(?:" + "|".join(STATEMENT_KEYWORDS) + r")[ \t]+[A-Za-z_=:])", re.MULTILINE)
+# Recovery costs up to two parses per broken statement (a parse of 1 MB takes seconds), so it is
+# bounded: a few broken statements, in documents up to a size far above any real program.
+MAX_RECOVERIES = 5
+MAX_RECOVERY_CHARS = 200_000
 
 # Kinds whose names are not values: the task header and rules live apart from entities and params
 # (a rule and an object may share a name). Any other declaration's name can be used in formulas.
@@ -147,11 +151,25 @@ def statement_starts(text: str) -> list[int]:
     return [m.end() for m in STATEMENT_START.finditer(text)]
 
 
-def _statement_around(text: str, offset: int) -> tuple[int, int]:
+def _parses(text: str) -> bool:
+    try:
+        parse(Source(text))
+    except Exception:  # ParseError, or a limit of the parser: either way not a clean prefix
+        return False
+    return True
+
+
+def _broken_statement(text: str, offset: int) -> tuple[int, int]:
+    """[start, end) of the statement to blank for a syntax error at `offset`.
+
+    Usually the statement the error is in. But when the statement before it never ended (`inside(a,`
+    and a new line), the parser reads on into the next statement and fails there; that case shows as
+    a prefix up to the error's statement that does not parse on its own, and the earlier one is blanked.
+    """
     starts = statement_starts(text)
     i = bisect.bisect_right(starts, offset) - 1
-    if i > 0 and starts[i] == offset:
-        i -= 1  # the error is the next statement's keyword: the previous statement is unfinished
+    if i > 0 and not _parses(text[: starts[i]]):
+        i -= 1
     start = starts[i] if i >= 0 else 0
     end = starts[i + 1] if i + 1 < len(starts) else len(text)
     return start, end
@@ -159,8 +177,10 @@ def _statement_around(text: str, offset: int) -> tuple[int, int]:
 
 def _parse_around_errors(source: Source, error: Diagnostic) -> tuple[ast.Program | None, list[tuple[int, int]]]:
     text, blanked = source.text, []
+    if len(text) > MAX_RECOVERY_CHARS:
+        return None, blanked
     for _ in range(MAX_RECOVERIES):
-        start, end = _statement_around(text, error.span.start)
+        start, end = _broken_statement(text, error.span.start)
         if not text[start:end].strip():
             break  # nothing left to blank: give up rather than loop
         text = text[:start] + _BLANK.sub(" ", text[start:end]) + text[end:]
