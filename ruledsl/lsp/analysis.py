@@ -176,7 +176,7 @@ def _broken_statement(text: str, offset: int) -> tuple[int, int]:
 
 
 def _parse_around_errors(source: Source, error: Diagnostic) -> tuple[ast.Program | None, list[tuple[int, int]]]:
-    text, blanked = source.text, []
+    text, blanked = source.text, list[tuple[int, int]]()
     if len(text) > MAX_RECOVERY_CHARS:
         return None, blanked
     for _ in range(MAX_RECOVERIES):
@@ -266,7 +266,8 @@ def build_index(program: ast.Program) -> SymbolIndex:
             scope = {**scope, node.var: variable}
         params = getattr(node, "params", None)
         if isinstance(params, tuple) and params and all(isinstance(p, ast.Name) for p in params):
-            scope = {**scope, **{p.id: define(p.id, "variable", p.span, node.span, local=True) for p in params}}
+            bound = getattr(node, "span")  # noqa: B009 (Node itself declares no span)
+            scope = {**scope, **{p.id: define(p.id, "variable", p.span, bound, local=True) for p in params}}
             children = [c for c in children if not any(c is p for p in params)]
         stack.extend((child, scope) for child in reversed(children))
     occurrences.sort(key=lambda o: o.start)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -41,6 +42,16 @@ _SYMBOL_KINDS = {
 }
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """An analysis with the version and text it was made of: ranges are converted against that text."""
+
+    uri: str
+    version: int
+    analysis: Analysis
+    lines: LineIndex
+
+
 class _Document:
     """One open document: the text the editor has, and the latest analysis of some version of it."""
 
@@ -48,13 +59,15 @@ class _Document:
         self.uri = uri
         self.version = 0
         self.text = ""
-        self.analysis: Analysis | None = None
-        self.analyzed_version: int | None = None
-        self.lines: LineIndex | None = None  # of the analysed text
+        self.latest: Analysed | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.fresh = asyncio.Event()  # set while `analysis` is of the current version
+        self.fresh = asyncio.Event()  # set while `latest` is of the current version
         self.closed = False
         self.shown_failure: str | None = None
+
+    @property
+    def current(self) -> Analysed | None:
+        return self.latest if self.latest is not None and self.latest.version == self.version else None
 
 
 class RuleLanguageServer(LanguageServer):
@@ -114,16 +127,15 @@ class RuleLanguageServer(LanguageServer):
             return  # cancelled or superseded: the newer version has its own check scheduled
         if analysis is None:
             analysis = Analysis([], SymbolIndex(), failure="the check process stopped unexpectedly; edit to retry")
-        document.analysis, document.analyzed_version = analysis, version
-        document.lines = LineIndex(text, self.workspace.position_codec)
+        document.latest = Analysed(document.uri, version, analysis, LineIndex(text, self.workspace.position_codec))
         document.fresh.set()
-        self._publish(document)
+        self._publish(document, document.latest)
 
-    def _publish(self, document: _Document) -> None:
-        analysis, lines = document.analysis, document.lines
-        diagnostics = [lsp_diagnostic(d, lines) for d in analysis.diagnostics]
+    def _publish(self, document: _Document, analysed: Analysed) -> None:
+        analysis = analysed.analysis
+        diagnostics = [lsp_diagnostic(d, analysed.lines) for d in analysis.diagnostics]
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=document.uri, diagnostics=diagnostics, version=document.version)
+            types.PublishDiagnosticsParams(uri=document.uri, diagnostics=diagnostics, version=analysed.version)
         )
         if analysis.omitted:
             self._log(f"{document.uri}: {analysis.omitted} more diagnostics not shown; run `ruledsl check` for all")
@@ -145,17 +157,15 @@ class RuleLanguageServer(LanguageServer):
         document.fresh.set()  # wake requests waiting on it; they find it closed
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
-    async def analysed(self, uri: str) -> _Document | None:
-        """The document with an analysis of its current version (checked now if one is only scheduled)."""
+    async def analysed(self, uri: str) -> Analysed | None:
+        """The analysis of the document's current version (checked now if a check is only scheduled)."""
         document = self.documents.get(uri)
-        while document is not None and not document.closed and document.analyzed_version != document.version:
+        while document is not None and not document.closed and document.current is None:
             if document.timer is not None:  # a request is waiting: skip the rest of the debounce
                 document.timer.cancel()
                 self._start_check(document, document.version)
             await document.fresh.wait()
-        if document is None or document.closed or document.analysis is None:
-            return None
-        return document
+        return document.current if document is not None and not document.closed else None
 
     def _log(self, message: str) -> None:
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
@@ -206,12 +216,12 @@ def _declaration_text(text: str, lines: LineIndex, definition: Definition) -> st
     return "\n".join(shown)
 
 
-def hover_markdown(occurrence: Occurrence, index: SymbolIndex, text: str, lines: LineIndex) -> str | None:
-    if occurrence.role == "builtin":
-        builtin = BUILTINS[occurrence.builtin]
+def hover_markdown(occurrence: Occurrence, index: SymbolIndex, lines: LineIndex) -> str | None:
+    text = lines.text
+    builtin = BUILTINS.get(occurrence.builtin or "")
+    if occurrence.role == "builtin" and builtin is not None:
         return f"```ruledsl\n{builtin.signature()}\n```\n{builtin.doc}"
-    if occurrence.role == "keyword_argument":
-        builtin = BUILTINS[occurrence.builtin]
+    if occurrence.role == "keyword_argument" and builtin is not None:
         param = next((p for p in builtin.params if p.name == occurrence.name), None)
         if param is None:
             return f"`{builtin.name}` has no parameter `{occurrence.name}`\n```ruledsl\n{builtin.signature()}\n```"
@@ -268,60 +278,62 @@ def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
         ls.worker.close()
 
     async def occurrence_at(ls: RuleLanguageServer, uri: str, position: types.Position):
-        document = await ls.analysed(uri)
-        if document is None:
+        """(the current analysis, the name at `position` in it); either may be None."""
+        analysed = await ls.analysed(uri)
+        if analysed is None:
             return None, None
-        return document, document.analysis.index.at(document.lines.offset(position))
+        return analysed, analysed.analysis.index.at(analysed.lines.offset(position))
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     async def hover(ls: RuleLanguageServer, params: types.HoverParams) -> types.Hover | None:
-        document, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
-        if occurrence is None:
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None:
             return None
-        index, lines = document.analysis.index, document.lines
-        value = hover_markdown(occurrence, index, lines.text, lines)
+        value = hover_markdown(occurrence, analysed.analysis.index, analysed.lines)
         if value is None:
             return None
         return types.Hover(
             contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=value),
-            range=lines.range(occurrence.start, occurrence.end),
+            range=analysed.lines.range(occurrence.start, occurrence.end),
         )
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     async def definition(ls: RuleLanguageServer, params: types.DefinitionParams) -> types.Location | None:
-        document, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
-        target = document.analysis.index.target(occurrence) if occurrence is not None else None
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None:
+            return None
+        target = analysed.analysis.index.target(occurrence)
         if target is None:
             return None
-        return types.Location(uri=document.uri, range=document.lines.range(target.start, target.end))
+        return types.Location(uri=analysed.uri, range=analysed.lines.range(target.start, target.end))
 
     @server.feature(types.TEXT_DOCUMENT_REFERENCES)
     async def references(ls: RuleLanguageServer, params: types.ReferenceParams) -> list[types.Location] | None:
-        document, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
-        if occurrence is None or occurrence.target < 0:
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None or occurrence.target < 0:
             return None
-        found = document.analysis.index.references(occurrence.target, params.context.include_declaration)
-        return [types.Location(uri=document.uri, range=document.lines.range(o.start, o.end)) for o in found]
+        found = analysed.analysis.index.references(occurrence.target, params.context.include_declaration)
+        return [types.Location(uri=analysed.uri, range=analysed.lines.range(o.start, o.end)) for o in found]
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
     async def highlight(ls: RuleLanguageServer, params: types.DocumentHighlightParams):
-        document, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
-        if occurrence is None or occurrence.target < 0:
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None or occurrence.target < 0:
             return None
         return [
             types.DocumentHighlight(
-                range=document.lines.range(o.start, o.end),
+                range=analysed.lines.range(o.start, o.end),
                 kind=types.DocumentHighlightKind.Write if o.role == "definition" else types.DocumentHighlightKind.Read,
             )
-            for o in document.analysis.index.references(occurrence.target)
+            for o in analysed.analysis.index.references(occurrence.target)
         ]
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     async def symbols(ls: RuleLanguageServer, params: types.DocumentSymbolParams):
-        document = await ls.analysed(params.text_document.uri)
-        if document is None:
+        analysed = await ls.analysed(params.text_document.uri)
+        if analysed is None:
             return None
-        return document_symbols(document.analysis.index, document.lines)
+        return document_symbols(analysed.analysis.index, analysed.lines)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["(", ",", "[", " ", "="])
@@ -330,7 +342,8 @@ def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
         uri = params.text_document.uri
         text = ls.workspace.get_text_document(uri).source
         document = ls.documents.get(uri)
-        values = document.analysis.index.values() if document is not None and document.analysis else {}
+        latest = document.latest if document is not None else None
+        values = latest.analysis.index.values() if latest is not None else {}
         offset = LineIndex(text, ls.workspace.position_codec).offset(params.position)
         return types.CompletionList(is_incomplete=False, items=complete(text, offset, values))
 

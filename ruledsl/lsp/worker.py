@@ -17,7 +17,7 @@ import pickle
 import subprocess
 import sys
 import threading
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ruledsl.lsp.analysis import Analysis
 
@@ -71,9 +71,9 @@ class CheckWorker:
     def analyze(self, text: str, name: str) -> Analysis | None:
         with self._lock:
             process = self._ensure_process()
-            try:
-                _write(process.stdin, (text, name, self.max_diagnostics))
-                result = _read(process.stdout)
+            try:  # both pipes exist: the process is started with stdin=PIPE, stdout=PIPE
+                _write(cast(BinaryIO, process.stdin), (text, name, self.max_diagnostics))
+                result = _read(cast(BinaryIO, process.stdout))
             except (BrokenPipeError, OSError, EOFError, pickle.UnpicklingError):
                 result = None
             if result is None:  # cancelled, or the process died: the next call starts a new one
@@ -98,7 +98,8 @@ class CheckWorker:
         process.wait()
         for stream in (process.stdin, process.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
 
