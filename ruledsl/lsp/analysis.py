@@ -111,7 +111,7 @@ def analyze(text: str, name: str = "<string>", max_diagnostics: int | None = Non
     """Check a document the way `ruledsl check` does and index its names; never raises.
 
     With `max_diagnostics`, only the first that many diagnostics in source order are kept (an editor
-    has no use for 80,000 squiggles, and each one crosses a pipe twice).
+    has no use for 80,000 squiggles, and each one crosses the worker's pipe and the editor's).
     """
     analysis = _analyze(text, name)
     if max_diagnostics is not None and len(analysis.diagnostics) > max_diagnostics:

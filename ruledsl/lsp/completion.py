@@ -135,14 +135,13 @@ def _open_call(statement: str) -> tuple[str, int, str | None] | None:
     return None
 
 
-def _item(label: str, kind, group: int, detail: str | None = None, doc: str | None = None, insert=None):
+def _item(label: str, kind, group: int, detail: str | None = None, doc: str | None = None):
     return types.CompletionItem(
         label=label,
         kind=kind,
         detail=detail,
         documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=doc) if doc else None,
         sort_text=f"{group}{label}",
-        insert_text=insert,
     )
 
 
@@ -155,9 +154,15 @@ def _keyword_items(words, group: int) -> list[types.CompletionItem]:
 
 
 def _colour_items(group: int) -> list[types.CompletionItem]:
-    # A hex string as documentation lets editors that support it draw a swatch.
+    # The hex value as plain-string documentation: editors that support it draw a swatch.
     return [
-        _item(name, types.CompletionItemKind.Color, group, "colour", "#%02x%02x%02x" % rgb)
+        types.CompletionItem(
+            label=name,
+            kind=types.CompletionItemKind.Color,
+            detail="colour",
+            documentation="#%02x%02x%02x" % rgb,
+            sort_text=f"{group}{name}",
+        )
         for name, rgb in NAMED_COLORS.items()
     ]
 
