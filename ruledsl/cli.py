@@ -155,7 +155,7 @@ def lsp(
     ),
     log_file: Path = typer.Option(None, "--log-file", help="Write the server's debug log here."),
 ) -> None:
-    """Language server for .rule files: diagnostics as you type, hover, completion, definitions, references, symbols, formatting."""
+    """Language server for .rule files (LSP over stdio): diagnostics as you type, hover, completion, navigation, rename, formatting."""
     if log_file is not None:
         import logging
 

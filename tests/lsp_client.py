@@ -94,10 +94,14 @@ class LspClient:
         self._next_id += 1
         return self._next_id, encode({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
 
-    def request(self, method: str, params, timeout: float = 30.0):
+    def response(self, method: str, params, timeout: float = 30.0) -> dict:
+        """The whole response message: `result`, or `error` with its `message`."""
         number, data = self.request_message(method, params)
         self.send_raw(data)
-        response = self._wait(lambda: self._responses.pop(number, None), timeout, f"response to {method}")
+        return self._wait(lambda: self._responses.pop(number, None), timeout, f"response to {method}")
+
+    def request(self, method: str, params, timeout: float = 30.0):
+        response = self.response(method, params, timeout)
         if "error" in response:
             raise AssertionError(f"{method} failed: {response['error']}")
         return response.get("result")

@@ -263,6 +263,93 @@ def test_navigation_keeps_working_beside_a_syntax_error(client):
     assert "broken" not in names and "steady" in names and "agent" in names
 
 
+def apply_edits(text: str, edits: list[dict]) -> str:
+    """The text after LSP edits (positions in characters: the tests' texts here are ASCII)."""
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+
+    def offset(p):
+        return starts[p["line"]] + p["character"]
+
+    for edit in sorted(edits, key=lambda e: offset(e["range"]["start"]), reverse=True):
+        text = text[: offset(edit["range"]["start"])] + edit["newText"] + text[offset(edit["range"]["end"]) :]
+    return text
+
+
+def test_rename_changes_every_occurrence_and_refuses_names_that_would_change_meaning(client):
+    uri = opened(client, DOC)
+    assert client.at(uri, "prepareRename", *pos(11, "agent")) == {"range": span_of(11, "agent"), "placeholder": "agent"}
+    assert client.at(uri, "prepareRename", *pos(11, "speed")) is None  # a built-in
+    line, character = pos(11, "agent", 2)
+    params = {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+    edit = client.request("textDocument/rename", {**params, "newName": "hero"})
+    assert apply_edits(DOC, edit["changes"][uri]) == DOC.replace("agent", "hero")
+    b = client.request(
+        "textDocument/rename",
+        {**params, "position": dict(zip(("line", "character"), pos(10, "b", 1))), "newName": "crate"},
+    )
+    assert apply_edits(DOC, b["changes"][uri]) == DOC.replace("forall b in", "forall crate in").replace(
+        "inside(b,", "inside(crate,"
+    )
+    for bad, why in (
+        ("goal", "keyword"),
+        ("area", "built-in"),
+        ("red", "colour"),
+        ("box1", "already declared"),
+        ("2x", "not a name"),
+    ):
+        response = client.response("textDocument/rename", {**params, "newName": bad})
+        assert why in response["error"]["message"], (bad, response)
+
+
+def test_quick_fixes_apply_the_did_you_mean_hints(client):
+    text = "object agent = color(#ff0000)\ngoal reach: at end inside(agnt, box(0, 0, 1, 1)) and persists(agent, fracc=0.5) and insde(agent, agent)\n"
+    uri = f"file:///tmp/typos{next(_uris)}.rule"
+    client.open(uri, text)
+    published = client.diagnostics(uri, 1)
+    assert {d["code"] for d in published} == {"E201", "E303", "E204"}
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 2, "character": 0}}
+    actions = client.request(
+        "textDocument/codeAction",
+        {"textDocument": {"uri": uri}, "range": whole, "context": {"diagnostics": published}},
+    )
+    assert sorted(a["title"] for a in actions) == [
+        "Change `agnt` to `agent`",
+        "Change `fracc` to `frac`",
+        "Change `insde` to `inside`",
+    ]
+    assert all(a["kind"] == "quickfix" and a["isPreferred"] for a in actions)
+    fixed = apply_edits(text, [e for a in actions for e in a["edit"]["changes"][uri]])
+    assert check(Source(fixed)).ok, fixed
+    first_line = {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 5}}
+    assert (
+        client.request(
+            "textDocument/codeAction",
+            {"textDocument": {"uri": uri}, "range": first_line, "context": {"diagnostics": []}},
+        )
+        == []
+    )
+
+
+def test_signature_help_marks_the_argument_at_the_cursor(client):
+    uri = opened(client, DOC)
+    text = DOC + "goal r: inside(agent, goal, frac=0.5) and persists(agent, "
+    client.change(uri, 2, [{"text": text}])
+    last = len(LINES) - 1
+
+    def help_at(character):
+        return client.at(uri, "signatureHelp", last, character)
+
+    inside = help_at(len("goal r: inside(agent, "))
+    (signature,) = inside["signatures"]
+    assert signature["label"] == BUILTINS["inside"].signature() and inside["activeParameter"] == 1
+    labels = [signature["label"][a:b] for a, b in (p["label"] for p in signature["parameters"])]
+    assert labels == ["a: region", "b: region", "frac: number = 0.9"]
+    assert help_at(len("goal r: inside(agent, goal, frac="))["activeParameter"] == 2  # by keyword
+    persists = help_at(len(text.split("\n")[-1]))
+    assert persists["signatures"][0]["label"] == BUILTINS["persists"].signature() and persists["activeParameter"] == 1
+    assert help_at(len("goal r: ")) is None  # not inside a call
+
+
 # ---- completion -------------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 from lsprotocol import types
 
@@ -201,24 +202,54 @@ def _argument_items(builtin: Builtin, index: int, keyword: str | None, given: st
     return items
 
 
-def complete(text: str, offset: int, values: dict[str, Definition]) -> list[types.CompletionItem]:
-    """Completion items at `offset` of `text`; `values` are the declared names (SymbolIndex.values())."""
+@dataclass(frozen=True)
+class Cursor:
+    """What is before the cursor: the name being typed, the rest of its line, and its statement."""
+
+    word: str
+    head: str  # the line before the word
+    statement: str  # the statement before the word, strings and comments blanked
+    at_statement_start: bool  # the word could start a new statement
+
+
+def cursor_at(text: str, offset: int) -> Cursor | None:
+    """The context at `offset`, or None inside a string, a comment or a colour literal."""
     line_start = text.rfind("\n", 0, offset) + 1
     line_before = text[line_start:offset]
     if _ends_inside(line_before):
-        return []
-    word = _WORD_BEFORE.search(line_before)
-    word_start = offset - (len(word.group()) if word else 0)
+        return None
+    match = _WORD_BEFORE.search(line_before)
+    word = match.group() if match else ""
+    word_start = offset - len(word)
     if text[word_start - 1 : word_start] == "#":
-        return []  # a colour literal being typed
-    base = max(0, word_start - _LOOKBACK)
-    window = text[base:word_start]
+        return None  # a colour literal being typed
+    window = text[max(0, word_start - _LOOKBACK) : word_start]
     starts = statement_starts(window)
     statement = _blank_strings_and_comments(window[starts[-1] :] if starts else window)
-    head = line_before[: len(line_before) - (len(word.group()) if word else 0)]
-    if not head.strip() and (not statement.strip() or _finished(statement)):
-        return _keyword_items(STATEMENT_KEYWORDS, 0)  # the word starts a line after a complete statement
-    if _DECLARING.fullmatch(head) or re.search(r"\b(?:forall|exists)\s+$", statement):
+    head = line_before[: len(line_before) - len(word)]
+    # The word starts a line, after a complete statement (or none at all).
+    at_start = not head.strip() and (not statement.strip() or _finished(statement))
+    return Cursor(word, head, statement, at_start)
+
+
+def call_at(text: str, offset: int) -> tuple[Builtin, int, str | None] | None:
+    """The built-in call whose parentheses hold the cursor: (built-in, argument index, keyword or None)."""
+    cursor = cursor_at(text, offset)
+    call = _open_call(cursor.statement) if cursor is not None else None
+    if call is None or call[0] not in BUILTINS:
+        return None
+    return BUILTINS[call[0]], call[1], call[2]
+
+
+def complete(text: str, offset: int, values: dict[str, Definition]) -> list[types.CompletionItem]:
+    """Completion items at `offset` of `text`; `values` are the declared names (SymbolIndex.values())."""
+    cursor = cursor_at(text, offset)
+    if cursor is None:
+        return []
+    statement = cursor.statement
+    if cursor.at_statement_start:
+        return _keyword_items(STATEMENT_KEYWORDS, 0)
+    if _DECLARING.fullmatch(cursor.head) or re.search(r"\b(?:forall|exists)\s+$", statement):
         return []  # the name being declared, or a new quantified variable
     first = statement.split(None, 1)[0] if statement.split() else ""
     local = {

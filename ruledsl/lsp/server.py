@@ -11,24 +11,28 @@ names of the latest analysis. Formatting runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from dataclasses import dataclass
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from ruledsl import __version__
 from ruledsl.diagnostics import Diagnostic
 from ruledsl.lsp.analysis import Analysis, Definition, Occurrence, SymbolIndex
-from ruledsl.lsp.completion import complete
+from ruledsl.lsp.completion import call_at, complete, language_keywords
 from ruledsl.lsp.positions import LineIndex
 from ruledsl.lsp.worker import CheckWorker
-from ruledsl.signatures import BUILTINS, NAMED_COLORS
+from ruledsl.signatures import BUILTINS, NAMED_COLORS, Builtin
 from ruledsl.source import Source
 
 DEBOUNCE_SECONDS = 0.2
 MAX_DIAGNOSTICS = 1000  # published per document, in source order; `ruledsl check` lists them all
 MAX_HOVER_LINES = 12
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DID_YOU_MEAN = re.compile(r"did you mean `([A-Za-z_][A-Za-z0-9_]*)`\?")  # the checker's hint for a typo
 
 _SYMBOL_KINDS = {
     "task": types.SymbolKind.Module,
@@ -254,6 +258,42 @@ def document_symbols(index: SymbolIndex, lines: LineIndex) -> list[types.Documen
     ]
 
 
+def signature_help(builtin: Builtin, index: int, keyword: str | None) -> types.SignatureHelp:
+    """The built-in's signature with the argument at the cursor (by position, or by keyword) marked."""
+    label = builtin.signature()
+    close = label.rindex(") -> ")
+    parameters, at = [], label.index("(") + 1
+    for param in builtin.params:
+        start = label.index(f"{param.name}:", at)
+        end = label.find(", ", start, close)
+        at = close if end < 0 else end
+        parameters.append(types.ParameterInformation(label=(start, at), documentation=param.doc))
+    names = [p.name for p in builtin.params]
+    active = names.index(keyword) if keyword in names else index
+    return types.SignatureHelp(
+        signatures=[types.SignatureInformation(label=label, documentation=builtin.doc, parameters=parameters)],
+        active_signature=0,
+        active_parameter=active if active < len(names) else None,
+    )
+
+
+def rename_problem(new_name: str, definition: Definition, index: SymbolIndex) -> str | None:
+    """Why `definition` cannot be renamed to `new_name` (None: it can)."""
+    if not _NAME.fullmatch(new_name):
+        return f"`{new_name}` is not a name: letters, digits and `_`, not starting with a digit"
+    if new_name in language_keywords():
+        return f"`{new_name}` is a keyword"
+    if new_name in BUILTINS:
+        return f"`{new_name}` is a built-in function"
+    if new_name in NAMED_COLORS:
+        return f"`{new_name}` is a named colour"
+    is_rule = definition.kind in ("goal", "process")
+    for other in index.definitions:
+        if other.name == new_name and (other.kind in ("goal", "process")) == is_rule and other.kind != "task":
+            return f"`{new_name}` is already declared (a {other.kind})"
+    return None
+
+
 def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
     server = RuleLanguageServer(debounce)
 
@@ -327,6 +367,66 @@ def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
             )
             for o in analysed.analysis.index.references(occurrence.target)
         ]
+
+    @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
+    async def prepare_rename(ls: RuleLanguageServer, params: types.PrepareRenameParams):
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None or occurrence.target < 0:
+            return None  # not a declared name: nothing to rename
+        span = analysed.lines.range(occurrence.start, occurrence.end)
+        return types.PrepareRenamePlaceholder(range=span, placeholder=occurrence.name)
+
+    @server.feature(types.TEXT_DOCUMENT_RENAME)
+    async def rename(ls: RuleLanguageServer, params: types.RenameParams) -> types.WorkspaceEdit | None:
+        analysed, occurrence = await occurrence_at(ls, params.text_document.uri, params.position)
+        if analysed is None or occurrence is None or occurrence.target < 0:
+            return None
+        index = analysed.analysis.index
+        problem = rename_problem(params.new_name, index.definitions[occurrence.target], index)
+        if problem is not None:
+            raise JsonRpcInvalidParams(problem)
+        edits = [
+            types.TextEdit(range=analysed.lines.range(o.start, o.end), new_text=params.new_name)
+            for o in index.references(occurrence.target)
+        ]
+        return types.WorkspaceEdit(changes={analysed.uri: edits})
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
+    )
+    async def code_actions(ls: RuleLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        """A quick fix for every diagnostic in the range whose hint is "did you mean `x`?"."""
+        analysed = await ls.analysed(params.text_document.uri)
+        if analysed is None:
+            return None
+        lines = analysed.lines
+        start, end = lines.offset(params.range.start), lines.offset(params.range.end)
+        actions = []
+        for diagnostic in analysed.analysis.diagnostics:
+            suggestion = _DID_YOU_MEAN.search(diagnostic.hint or "")
+            if suggestion is None or diagnostic.span.end < start or diagnostic.span.start > end:
+                continue
+            # The misspelt name starts the span (the span of an unknown keyword argument is `name=value`).
+            typo = _NAME.match(lines.text, diagnostic.span.start)
+            if typo is None:
+                continue
+            edit = types.TextEdit(range=lines.range(typo.start(), typo.end()), new_text=suggestion.group(1))
+            actions.append(
+                types.CodeAction(
+                    title=f"Change `{typo.group()}` to `{suggestion.group(1)}`",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[lsp_diagnostic(diagnostic, lines)],
+                    is_preferred=True,
+                    edit=types.WorkspaceEdit(changes={analysed.uri: [edit]}),
+                )
+            )
+        return actions
+
+    @server.feature(types.TEXT_DOCUMENT_SIGNATURE_HELP, types.SignatureHelpOptions(trigger_characters=["(", ","]))
+    def signature(ls: RuleLanguageServer, params: types.SignatureHelpParams) -> types.SignatureHelp | None:
+        text = ls.workspace.get_text_document(params.text_document.uri).source
+        call = call_at(text, LineIndex(text, ls.workspace.position_codec).offset(params.position))
+        return signature_help(*call) if call is not None else None
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     async def symbols(ls: RuleLanguageServer, params: types.DocumentSymbolParams):
