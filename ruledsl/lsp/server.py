@@ -3,9 +3,10 @@
 Every edit re-checks the whole document (a check is fast for real programs: milliseconds for a few
 hundred lines), but not at once: edits within the debounce interval are checked together, the check runs
 in the worker process (`ruledsl.lsp.worker`), and an edit that arrives while an older version is being
-checked cancels that check. Requests that need the analysis (hover, definition, references, symbols)
-wait for the current version's; completion does not wait: it reads the text before the cursor and the
-names of the latest analysis. Formatting runs in a thread.
+checked cancels that check. Requests that need the analysis (hover, definition, references,
+highlights, symbols, rename, quick fixes) wait for the current version's; completion and signature help
+do not wait: they read the text before the cursor (and the names of the latest analysis). Formatting
+runs in a thread.
 """
 
 from __future__ import annotations
