@@ -467,6 +467,18 @@ def test_broken_documents_never_crash_the_server(client):
     assert BUILTINS["inside"].doc in hover_text(client, uri, *pos(10, "inside"))
 
 
+def test_at_most_a_thousand_diagnostics_are_published_the_first_in_the_file(client):
+    text = "".join(f"goal g{i}: inside(nobody{i}, nowhere)\n" for i in range(600))  # 1,200 errors
+    uri = f"file:///tmp/many{next(_uris)}.rule"
+    client.open(uri, text)
+    published = client.diagnostics(uri, 1)
+    assert len(published) == 1000
+    assert [d["range"]["start"]["line"] for d in published] == sorted(d["range"]["start"]["line"] for d in published)
+    assert published[-1]["range"]["start"]["line"] == 499  # two per line, from the top
+    note = f"{uri}: 200 more diagnostics not shown"
+    client._wait(lambda: any(m.startswith(note) for m in client.messages("window/logMessage")) or None, 10, note)
+
+
 def test_closing_a_document_clears_its_diagnostics(client):
     uri = f"file:///tmp/closing{next(_uris)}.rule"
     client.open(uri, "goal r: inside(x, y)\n")

@@ -143,7 +143,7 @@ class RuleLanguageServer(LanguageServer):
             types.PublishDiagnosticsParams(uri=document.uri, diagnostics=diagnostics, version=analysed.version)
         )
         if analysis.omitted:
-            self._log(f"{document.uri}: {analysis.omitted} more diagnostics not shown; run `ruledsl check` for all")
+            self.log(f"{document.uri}: {analysis.omitted} more diagnostics not shown; run `ruledsl check` for all")
         if analysis.failure and analysis.failure != document.shown_failure:
             self.window_show_message(
                 types.ShowMessageParams(type=types.MessageType.Warning, message=f"ruledsl: {analysis.failure}")
@@ -172,24 +172,24 @@ class RuleLanguageServer(LanguageServer):
             await document.fresh.wait()
         return document.current if document is not None and not document.closed else None
 
-    def _log(self, message: str) -> None:
+    def log(self, message: str) -> None:
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
 
     # ---- formatting -----------------------------------------------------------------------------------
 
-    def format_text(self, text: str) -> str | None:
-        """`ruledsl fmt` of the text, or None when it does not parse (the diagnostics say why)."""
+    def format_text(self, text: str) -> tuple[str | None, str | None]:
+        """(`ruledsl fmt` of the text, None), or (None, why not). A syntax error needs no words: the
+        diagnostics show it. Runs in a thread, so it reports instead of writing to the client itself."""
         from ruledsl.formatter import format_source
         from ruledsl.parser import ParseError
 
         with self._format_lock:
             try:
-                return format_source(Source(text.removeprefix("\ufeff")))
+                return format_source(Source(text.removeprefix("\ufeff"))), None
             except ParseError:
-                return None
+                return None, None
             except Exception as error:  # a limit of the formatter (e.g. RecursionError): say so, keep serving
-                self._log(f"ruledsl fmt failed: {type(error).__name__}: {error}")
-                return None
+                return None, f"ruledsl fmt failed: {type(error).__name__}: {error}"
 
 
 # ---- features -----------------------------------------------------------------------------------------
@@ -451,7 +451,9 @@ def build_server(debounce: float = DEBOUNCE_SECONDS) -> RuleLanguageServer:
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     async def formatting(ls: RuleLanguageServer, params: types.DocumentFormattingParams):
         text = ls.workspace.get_text_document(params.text_document.uri).source
-        formatted = await asyncio.get_running_loop().run_in_executor(None, ls.format_text, text)
+        formatted, problem = await asyncio.get_running_loop().run_in_executor(None, ls.format_text, text)
+        if problem is not None:
+            ls.log(problem)
         if formatted is None:
             return None
         if formatted == text:
