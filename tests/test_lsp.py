@@ -421,6 +421,19 @@ def test_formatting_is_ruledsl_fmt(client):
     assert format_request(client, broken) is None
 
 
+def test_formatting_never_offers_a_different_program(monkeypatch):
+    import ruledsl.formatter
+    from ruledsl.lsp.server import RuleLanguageServer
+
+    server = RuleLanguageServer()
+    text = "object agent = color(#ff0000)\ngoal reach: at end inside(agent, box(0, 0, 0.5, 1))\n"
+    assert server.format_text(text) == (text, None)
+    for wrong in (text.replace("0.5", "0.6"), text.replace("inside(", "inside(("), text.replace("at end", "at end at")):
+        monkeypatch.setattr(ruledsl.formatter, "format_source", lambda source, out=wrong: out)
+        formatted, problem = server.format_text(text)
+        assert formatted is None and "would change what this program says" in problem, wrong
+
+
 # ---- broken documents -------------------------------------------------------------------------------------
 
 

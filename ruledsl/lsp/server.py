@@ -179,17 +179,29 @@ class RuleLanguageServer(LanguageServer):
 
     def format_text(self, text: str) -> tuple[str | None, str | None]:
         """(`ruledsl fmt` of the text, None), or (None, why not). A syntax error needs no words: the
-        diagnostics show it. Runs in a thread, so it reports instead of writing to the client itself."""
-        from ruledsl.formatter import format_source
-        from ruledsl.parser import ParseError
+        diagnostics show it. Runs in a thread, so it reports instead of writing to the client itself.
 
+        The result is only offered when it parses to the same program: format-on-save must never turn
+        a program into another one, or into one that does not parse, whatever the formatter does.
+        """
+        from ruledsl.formatter import format_source
+        from ruledsl.parser import ParseError, parse
+
+        source = Source(text.removeprefix("\ufeff"))
         with self._format_lock:
             try:
-                return format_source(Source(text.removeprefix("\ufeff"))), None
+                formatted = format_source(source)
             except ParseError:
                 return None, None
             except Exception as error:  # a limit of the formatter (e.g. RecursionError): say so, keep serving
                 return None, f"ruledsl fmt failed: {type(error).__name__}: {error}"
+        try:
+            same = parse(Source(formatted)) == parse(source)
+        except Exception:  # ParseError, or a limit of the parser
+            same = False
+        if not same:
+            return None, "ruledsl fmt would change what this program says; left as it is (a formatter bug)"
+        return formatted, None
 
 
 # ---- features -----------------------------------------------------------------------------------------
