@@ -49,6 +49,7 @@ class RunReport(BaseModel):
     best_step: int
     steps: int
     nfe: float
+    phases: dict[str, float]  # NFE spent on the base sample, the search and the gradient; restarts (tto)
     seconds: float
     peak_memory_mb: float
     stop_reason: str
@@ -148,6 +149,7 @@ def write_run(
         best_step=result.best_step,
         steps=len({s.index for s in result.history if s.index >= 0}),  # tto judges several rollouts a step
         nfe=result.nfe,
+        phases=result.phases,
         seconds=round(result.seconds, 3),
         peak_memory_mb=round(_peak_memory_mb(), 1),
         stop_reason=result.stop_reason,

@@ -1,5 +1,6 @@
 """The `tto` method: it contains Best-of-N's search, spends the budget until success, accounts for it."""
 
+import json
 import random
 
 import pytest
@@ -54,6 +55,17 @@ def test_the_budget_is_spent_until_the_end_and_plateaus_change_the_search(genera
     phases = result.phases
     assert phases["base"] + phases["search"] + phases["gradient"] == pytest.approx(result.nfe)
     assert phases["search"] > 0 and phases["gradient"] > 0
+
+
+def test_the_run_report_says_how_the_budget_was_spent(generator, condition, tmp_path):
+    from ruledsl.runtime.run import write_run
+
+    settings, budget = Settings(method="tto", population=2, rank=4), Budget(steps=2)
+    result = optimize(ruledsl.loads(IMPOSSIBLE).compile(), condition, generator, budget, settings)
+    write_run(tmp_path / "run", result, "r.rule", None, "tiny", settings, budget, {})
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["phases"] == result.phases and saved["steps"] == 2
+    assert saved["phases"]["search"] == 2 * 2 * generator.nfe(0)
 
 
 def test_plateaus_halve_the_learning_rate_then_restart():
