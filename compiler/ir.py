@@ -42,54 +42,53 @@ class CompileError(Exception):
         super().__init__(where + message)
 
 
-def _node(cls):
-    """A frozen dataclass whose hash is computed once, when it is built (children hash first).
+@dataclass(frozen=True)
+class _Hashed:
+    """Base of IR nodes: frozen dataclasses whose hash is computed once, when built (children hash first).
 
     The generated hash would walk the whole subtree on every cache lookup: quadratic for
     deep formulas, exponential for a region used twice in a region used twice in ...
+    (a `__hash__` in the class keeps `dataclass` from generating one).
     """
-    cls = dataclass(frozen=True)(cls)
-    cls.__hash__ = _cached_hash
-    return cls
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__hash__ = _Hashed.__hash__
 
-def _cached_hash(self) -> int:
-    return self.__dict__["_hash"]
-
-
-@dataclass(frozen=True)
-class _Hashed:
     def __post_init__(self) -> None:
         key = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
         object.__setattr__(self, "_hash", hash((type(self).__name__, key)))
+
+    def __hash__(self) -> int:
+        return self.__dict__["_hash"]
 
 
 # ---- terms: values per frame (masks, numbers, points, images) ---------------------------------
 
 
-@_node
+@dataclass(frozen=True)
 class Term(_Hashed):
     pass
 
 
-@_node
+@dataclass(frozen=True)
 class Const(Term):
     value: float
 
 
-@_node
+@dataclass(frozen=True)
 class ColorRef(Term):
     """A colour value (argument of `color`)."""
 
     rgb: tuple[int, int, int]
 
 
-@_node
+@dataclass(frozen=True)
 class StringRef(Term):
     value: str
 
 
-@_node
+@dataclass(frozen=True)
 class RegionOp(Term):
     """A set operation on masks: "union" and "intersection" (n-ary, in order) or "complement" (one)."""
 
@@ -97,7 +96,7 @@ class RegionOp(Term):
     args: tuple[Term, ...]
 
 
-@_node
+@dataclass(frozen=True)
 class Snapshot(Term):
     """The mask of `region` at one frame, fixed for the whole video (no gradient)."""
 
@@ -105,7 +104,7 @@ class Snapshot(Term):
     time: tuple[str, float]  # ("start"|"end"|"frame"|"fraction", value)
 
 
-@_node
+@dataclass(frozen=True)
 class Call(Term):
     """A built-in selector, point, image or measure applied to its arguments (see ruledsl.signatures).
 
@@ -118,12 +117,18 @@ class Call(Term):
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
-@_node
+@dataclass(frozen=True)
 class Arith(Term):
     """Arithmetic on numbers: "+" and "*" (n-ary, in order), "/" (two), "neg" (one)."""
 
     op: str
     args: tuple[Term, ...]
+
+
+def arguments(call: Call | Atom) -> dict[str, Any]:
+    """A built-in call's arguments by parameter name: terms for its term parameters, floats for constants."""
+    names = (p.name for p in BUILTINS[call.name].term_params())
+    return {**dict(zip(names, call.args)), **dict(call.params)}
 
 
 def term_type(term: Term) -> Type:
@@ -142,17 +147,17 @@ def term_type(term: Term) -> Type:
 # ---- formulas (negation normal form) ----------------------------------------------------------
 
 
-@_node
+@dataclass(frozen=True)
 class Formula(_Hashed):
     pass
 
 
-@_node
+@dataclass(frozen=True)
 class Truth(Formula):
     value: bool
 
 
-@_node
+@dataclass(frozen=True)
 class Atom(Formula):
     """A predicate applied to terms; `negated` flips the sign of its margin."""
 
@@ -163,7 +168,7 @@ class Atom(Formula):
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
-@_node
+@dataclass(frozen=True)
 class Compare(Formula):
     """`left <= right` has margin right - left; `negated` flips it."""
 
@@ -173,45 +178,45 @@ class Compare(Formula):
     negated: bool = False
 
 
-@_node
+@dataclass(frozen=True)
 class Ask(Formula):
     question: str
     negated: bool = False
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
-@_node
+@dataclass(frozen=True)
 class And(Formula):
     children: tuple[Formula, ...]
 
 
-@_node
+@dataclass(frozen=True)
 class Or(Formula):
     children: tuple[Formula, ...]
 
 
-@_node
+@dataclass(frozen=True)
 class Always(Formula):
     body: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class Eventually(Formula):
     body: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class Next(Formula):
     body: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class Until(Formula):
     left: Formula
     right: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class Release(Formula):
     """Dual of until: `p release q` = not (not p until not q)."""
 
@@ -219,13 +224,13 @@ class Release(Formula):
     right: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class At(Formula):
     time: tuple[str, float]
     body: Formula
 
 
-@_node
+@dataclass(frozen=True)
 class During(Formula):
     low: tuple[str, float]
     high: tuple[str, float]
@@ -254,7 +259,7 @@ class IRProgram:
 ATOMIC = (Truth, Atom, Compare, Ask)
 
 
-def positive(atom: Formula) -> Formula:
+def positive(atom: Any) -> Formula:
     """The atom with its negation removed (its margin is computed once, then flipped where negated)."""
     return _dataclass_replace(atom, negated=False) if getattr(atom, "negated", False) else atom
 
@@ -372,6 +377,7 @@ class _Lowering:
         return self.interned.setdefault(node, node)
 
     def program(self) -> IRProgram:
+        assert self.checked.program is not None  # lower() refuses programs with errors
         rules = []
         for statement in self.checked.program.statements:
             if isinstance(statement, ast.EntityDecl):
@@ -402,8 +408,9 @@ class _Lowering:
         if time.kind in ("start", "end"):
             return (time.kind, 0.0)
         if time.kind == "name":
-            value = float(self.checked.constants[time.text])
-            literal = self.checked.symbols[time.text].decl.value
+            value = self.checked.constants[time.text]
+            assert isinstance(value, float)  # the checker made sure a time is a number
+            literal = getattr(self.checked.symbols[time.text].decl, "value", None)
             frame = literal.is_integer if isinstance(literal, ast.Number) else value.is_integer()
             return ("frame" if frame else "fraction", value)
         return (time.kind, float(time.text))
@@ -472,8 +479,8 @@ class _Lowering:
             case ast.Name(id=name):
                 if name in scope:
                     return scope[name]
-                if name in self.checked.constants:
-                    return ColorRef(self.checked.constants[name])
+                if name in self.checked.constants:  # a colour param (numbers were folded above)
+                    return ColorRef(self.checked.constants[name])  # type: ignore[arg-type]
                 if name in self.defs:
                     return self.defs[name]
                 if name in NAMED_COLORS:
@@ -505,12 +512,13 @@ class _Lowering:
                 return Call(node.func, tuple(value(t) for t in terms.values()), numbers, node.span)
         raise TypeError(f"cannot lower term {node!r}")  # the checker guarantees we never get here
 
-    def bound(self, node: ast.Call) -> tuple[dict[str, ast.Node], tuple[tuple[str, float], ...]]:
+    def bound(self, node: ast.Call) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
         """A call's arguments: syntax of its term parameters (in order), values of its constant ones."""
         builtin = BUILTINS[node.func]
         given = dict(zip((p.name for p in builtin.params), node.args))
         given.update({k.name: k.value for k in node.kwargs})
-        terms, numbers = {}, []
+        terms: dict[str, Any] = {}
+        numbers: list[tuple[str, Any]] = []
         for param in builtin.params:
             arg = given.get(param.name)
             if builtin.is_constant(param):
@@ -567,7 +575,7 @@ class _Lowering:
                 return (Always if neg else Eventually)(values[0])
             case ast.Temporal(op="next"):
                 return Next(values[0])
-            case ast.Temporal(op="at", time=time):
+            case ast.Temporal(op="at", time=ast.Time() as time):
                 return At(self.time(time), values[0])
             case ast.During(window=window):
                 return During(self.time(window.low), self.time(window.high), values[0], window.span)

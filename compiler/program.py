@@ -99,12 +99,10 @@ class CompiledProgram:
         loader = _Loader(program, allow_paths)
         self.prepared: dict[ir.Term, object] = {}
         for node in ir.walk(program):
-            if isinstance(node, ir.Call) and BUILTINS[node.name].prepare is not None and node not in self.prepared:
-                builtin = BUILTINS[node.name]
-                arguments = dict(zip((p.name for p in builtin.term_params()), node.args))
-                arguments.update(node.params)
+            prepare = BUILTINS[node.name].prepare if isinstance(node, ir.Call) else None
+            if prepare is not None and node not in self.prepared:
                 loader.span = node.span
-                self.prepared[node] = builtin.prepare(loader, **arguments)
+                self.prepared[node] = prepare(loader, **ir.arguments(node))
 
     @property
     def rules(self) -> tuple[ir.Rule, ...]:

@@ -215,8 +215,7 @@ class SpatialEvaluation:
 def _apply(ev: SpatialEvaluation, node: ir.Call | ir.Atom, name: str):
     """Run a built-in's lowering on a call: term arguments by parameter name, constants as floats."""
     builtin = BUILTINS[name]
-    arguments = dict(zip((p.name for p in builtin.term_params()), node.args))
-    arguments.update(node.params)
+    arguments = ir.arguments(node)
     if builtin.prepare is not None:
         arguments["prepared"] = ev.prepared[node]
     return builtin.lower(ev, **arguments)

@@ -115,7 +115,7 @@ class Builtin:
     # lower(ev, **arguments) -> tensor: region/point/image/number arguments arrive as IR terms,
     # constant numbers as floats; the result is a mask, point track, image or per-frame numbers
     # (a margin [B, T|1] for predicates: > 0 where the predicate holds).
-    lower: Callable[..., Any] | None = None
+    lower: Callable[..., Any] = lambda ev, **arguments: _no_lowering()
     # check(values, context) -> problems: static rules beyond each parameter's range (constant
     # argument values by parameter name; None where an argument is not constant).
     check: Callable[[dict[str, Any], CallContext], Iterable[Problem]] | None = None
@@ -139,6 +139,10 @@ class Builtin:
     def term_params(self) -> tuple[Param, ...]:
         """The parameters whose arguments the compiler passes as terms (not constants), in order."""
         return tuple(p for p in self.params if not self.is_constant(p))
+
+
+def _no_lowering():
+    raise NotImplementedError("this built-in has no lowering")
 
 
 class _Lazy:
