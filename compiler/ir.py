@@ -305,16 +305,16 @@ def children(node: Term | Formula) -> list[Term | Formula]:
 
 
 def walk(program: IRProgram):
-    """Every distinct node of the program's rules, each once (iterative: any depth)."""
+    """Every distinct node of the program's rules, each once, in source order (iterative: any depth)."""
     seen: set[int] = set()
-    stack: list[Any] = [rule.formula for rule in program.rules]
+    stack: list[Any] = [rule.formula for rule in reversed(program.rules)]
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         yield node
-        stack.extend(children(node))
+        stack.extend(reversed(children(node)))
 
 
 def _flatten(kind, parts):

@@ -14,6 +14,7 @@ hundreds deep need no deeper Python recursion than shallow ones.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -139,32 +140,24 @@ class SpatialEvaluation:
             case ir.RegionOp(op="complement", args=(a,)):
                 return 1.0 - self.cache[("value", a)]
             case ir.RegionOp(op="union", args=args):
-                out = self.cache[("value", args[0])]
-                for a in args[1:]:  # fuzzy union, left to right: x + y - xy
-                    m = self.cache[("value", a)]
-                    out = out + m - out * m
-                return out
-            case ir.RegionOp(op="intersection", args=args):
-                out = self.cache[("value", args[0])]
-                for a in args[1:]:
-                    out = out * self.cache[("value", a)]
-                return out
+                return self._fold(args, lambda x, y: x + y - x * y)  # fuzzy union
+            case ir.RegionOp(op="intersection", args=args) | ir.Arith(op="*", args=args):
+                return self._fold(args, operator.mul)
+            case ir.Arith(op="+", args=args):
+                return self._fold(args, operator.add)
             case ir.Arith(op="neg", args=(a,)):
                 return -self.cache[("value", a)]
             case ir.Arith(op="/", args=(a, b)):
                 x, y = self.cache[("value", a)], self.cache[("value", b)]
                 return x / torch.where(y.abs() < P.EPS, torch.full_like(y, P.EPS), y)
-            case ir.Arith(op="+", args=args):
-                out = self.cache[("value", args[0])]
-                for a in args[1:]:
-                    out = out + self.cache[("value", a)]
-                return out
-            case ir.Arith(op="*", args=args):
-                out = self.cache[("value", args[0])]
-                for a in args[1:]:
-                    out = out * self.cache[("value", a)]
-                return out
         raise TypeError(f"not a term with a value: {term!r}")
+
+    def _fold(self, args: tuple[ir.Term, ...], combine) -> torch.Tensor:
+        """An n-ary operator as its binary one applied left to right (the order the source wrote)."""
+        out = self.cache[("value", args[0])]
+        for a in args[1:]:
+            out = combine(out, self.cache[("value", a)])
+        return out
 
     def _snapshot(self, region: ir.Term, time: tuple[str, float]) -> torch.Tensor:
         from ruledsl.compiler.temporal import frame_index

@@ -600,8 +600,7 @@ class Checker:
         ok = True
         for problem in builtin.check(values, context):
             param = next((p for p in bound if p.name == problem.param), None)
-            code = "E310" if builtin.name == "file" else "E309"
-            self.error(code, problem.message, bound[param].span if param else node.span, problem.hint)
+            self.error(problem.code, problem.message, bound[param].span if param else node.span, problem.hint)
             ok = False
         return ok
 

@@ -93,6 +93,7 @@ class Problem:
     message: str
     hint: str | None = None
     param: str | None = None
+    code: str = "E309"  # a diagnostic code of ruledsl.diagnostics.CODES
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ def _loc(name: str) -> Param:
     return Param(name, LOCATABLE, "a point, or the centroid of a region")
 
 
+_BY = _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)  # grow and shrink
+
+
 # ---- selectors: build regions from pixels ------------------------------------------------------
 
 
@@ -261,7 +265,7 @@ def _box(ev, x0, y0, x1, y1):
 @builtin(
     "grow",
     "selector",
-    (_reg("r", "the region"), _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)),
+    (_reg("r", "the region"), _BY),
     "Morphological dilation: every pixel within `by` of the region.",
     "region near_goal = grow(goal, 0.05)",
 )
@@ -272,7 +276,7 @@ def _grow(ev, r, by):
 @builtin(
     "shrink",
     "selector",
-    (_reg("r", "the region"), _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)),
+    (_reg("r", "the region"), _BY),
     "Morphological erosion: the pixels of the region at least `by` from its outside.",
     "region core = shrink(floor, 0.01)",
 )
@@ -327,6 +331,7 @@ def _file_inside_folder(values: dict[str, Any], context: CallContext) -> Iterabl
             "put the image beside the .rule file or below its folder; a caller can allow another folder with "
             "ruledsl.load(path, allow_paths=[folder])",
             "path",
+            "E310",
         )
 
 
