@@ -443,7 +443,7 @@ class _Lowering:
             operands.append(("plain", left))
             return operands[::-1]
 
-    def term_inputs(self, node: ast.Node, scope: dict) -> list[ast.Node]:
+    def term_inputs(self, node: ast.Node) -> list[ast.Node]:
         if isinstance(self.checked.constant(node), float) or isinstance(node, ast.Name):
             return []
         match node:
@@ -468,7 +468,7 @@ class _Lowering:
             return self.make(self.term_node(key.node, scope, value))
 
         return evaluate(
-            ByIdentity(root), cache, lambda key: [ByIdentity(n) for n in self.term_inputs(key.node, scope)], compute
+            ByIdentity(root), cache, lambda key: [ByIdentity(n) for n in self.term_inputs(key.node)], compute
         )
 
     def term_node(self, node: ast.Node, scope: dict, value) -> Any:
