@@ -45,6 +45,7 @@ DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"
 
 
 def _read_or_exit(path: Path) -> Source:
@@ -80,12 +81,16 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
 def check(
     files: list[Path] = typer.Argument(..., help="One or more .rule files."),
     format: OutputFormat = typer.Option(
-        OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."
+        OutputFormat.text,
+        "--format",
+        "-f",
+        help="text (for people), json (one object per diagnostic) or sarif (SARIF 2.1.0, for code scanning).",
     ),
 ) -> None:
     """Parse and type-check rule programs; report every error with file:line:col, code and hint."""
     worst = EXIT_OK
     all_json = []
+    all_checked = []  # (source, diagnostics) per file, for SARIF
     for path in files:
         source = _read_or_exit(path)
         checked = check_source(source)
@@ -93,6 +98,8 @@ def check(
             import json
 
             all_json.extend(json.loads(render_json(checked.diagnostics, source)))
+        elif format is OutputFormat.sarif:
+            all_checked.append((source, checked.diagnostics))
         elif checked.diagnostics:
             print_diagnostics(checked.diagnostics, source)
         errors, warnings = len(checked.errors), len(checked.warnings)
@@ -109,6 +116,10 @@ def check(
         import json
 
         print(json.dumps(all_json, indent=2))
+    elif format is OutputFormat.sarif:
+        from ruledsl.sarif import render_sarif
+
+        print(render_sarif(all_checked))
     raise typer.Exit(worst)
 
 
@@ -143,6 +154,26 @@ def fmt(
         for path in changed:
             _stderr(f"{path}: would be reformatted")
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
+
+
+@app.command()
+def lsp(
+    stdio: bool = typer.Option(
+        False, "--stdio", help="Speak LSP over stdin/stdout: the only transport, and the default (editors pass it)."
+    ),
+    debounce: float = typer.Option(
+        0.2, "--debounce", min=0.0, help="Seconds after the last edit before the document is checked again."
+    ),
+    log_file: Path = typer.Option(None, "--log-file", help="Write the server's debug log here."),
+) -> None:
+    """Language server for .rule files (LSP over stdio): diagnostics as you type, hover, completion, navigation, rename, formatting."""
+    if log_file is not None:
+        import logging
+
+        logging.basicConfig(filename=log_file, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    from ruledsl.lsp.server import main as serve
+
+    serve(debounce)
 
 
 def _load_or_exit(path: Path, exit_code: int):
@@ -345,9 +376,11 @@ def optimize(
     params = task_params(program, folder, _parse_params(param))
     compiled = _compile_or_exit(program, params=params)
     settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
-    if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
+    # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
+    baseline = method in ("best-of-n", "noise")
+    if baseline and nfe is None:
         nfe = nfe_budget_for(generator, settings, steps)
-    budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
+    budget = Budget(steps=10**9 if baseline and nfe is not None else steps, seconds=seconds, nfe=nfe)
     model_name = str(model or "built-in reasoner")
     conflicts = resume_conflicts(manifest, settings) if manifest is not None else []
     if conflicts:

@@ -1,10 +1,14 @@
 """Test-time optimization of a frozen video model against a compiled rule program.
 
-    result = optimize(program, condition, generator, Budget(steps=16), Settings(method="lora"))
+    result = optimize(program, condition, generator, Budget(steps=16), Settings(method="tto"))
 
 Methods share one accounting (denoiser forward-equivalents, NFE) so they can be compared at
 equal cost:
-- `lora`: a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
+- `tto` (the default; runtime/tto.py): each step a population of fresh seeds through the current
+  LoRA, judged exactly (Best-of-N's search), plus one gradient rollout on the best candidate's seed
+  with per-rule normalised losses and randomized truncation; a plateau lowers the learning rate,
+  then restarts the LoRA;
+- `lora` (`lora-v1` in `ruledsl bench`): a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
   `grad_steps` sampling steps, same seed every rollout (iteration 0 is the base sample);
 - `best-of-n`: N seeds, no gradients, the compiled program picks the best (N from the budget);
 - `noise`: optimize the initial noise instead of weights (ReNO-style), gradients through every
@@ -15,7 +19,7 @@ budget (steps, seconds, NFE), after repeated non-finite losses, or on Ctrl-C (be
 
 Crash safety: after the base sample and after every step the loop hands a `Checkpoint` (everything a
 later run needs to continue exactly: the step counter, history, NFE, the method's tensors with the
-optimizer moments, the best video and its LoRA, the RNG state) to `checkpoint=`, which
+optimizer moments, the method's own counters, the best video and its LoRA, the RNG state) to `checkpoint=`, which
 ruledsl.runtime.run writes atomically. `resume=` continues from one: the curve is the one an
 uninterrupted run with the same seed gives, bit for bit on CPU. The run draws random numbers (peft's
 LoRA init) from its own RNG, forked from the caller's and seeded with `Settings.seed`, so the same seed
@@ -25,6 +29,7 @@ gives the same result and the caller's RNG state is left as it was.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import re
 import time
@@ -36,7 +41,7 @@ from ruledsl.runtime.generators import Condition, VideoGenerator
 from ruledsl.runtime.lora import attach_lora, detach_lora, lora_state
 from ruledsl.runtime.settings import Budget, Settings
 
-METHODS = ("lora", "best-of-n", "noise")
+METHODS = ("tto", "lora", "best-of-n", "noise")
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Checkpoint:
     best_lora: dict[str, torch.Tensor] | None
     rng: dict[str, torch.Tensor] | None = None  # the run's RNG states at the top of step `step` (None: fresh)
     finished: str = ""  # a final stop (rules hold, plateau, non-finite): resuming does not continue it
+    phases: dict[str, float] = field(default_factory=dict)  # NFE per phase, restarts (Result.phases)
+    extra: dict = field(default_factory=dict)  # the method's own state as JSON values (tto: seeds, plateaus)
 
 
 @dataclass
@@ -83,6 +90,7 @@ class Result:
     stop_reason: str = ""
     interrupted: bool = False
     lora: dict[str, torch.Tensor] | None = None  # the LoRA that produced the best video
+    phases: dict[str, float] = field(default_factory=dict)  # NFE per phase (base, search, gradient), restarts
     checkpoint: Checkpoint | None = None  # the last committed point: what `resume` continues from
 
     @property
@@ -127,6 +135,16 @@ class _Tracker:
         self.devices: list[int] = []  # CUDA devices whose RNG the run owns
         self.committed: Checkpoint | None = None
         self.committed_report = None  # the report of `committed.best_video`
+        # How the budget was spent: NFE per phase, and restarts (tto).
+        self.phases: dict[str, float] = {"base": 0.0, "search": 0.0, "gradient": 0.0, "restarts": 0}
+        self.phases.update(resume.phases if resume else {})
+        self.extra: dict = copy.deepcopy(resume.extra) if resume else {}  # the method's counters (JSON values)
+
+    def spend(self, cost: float, phase: str) -> None:
+        """Count `cost` NFE, and what it was spent on ("base", "search": rollouts without gradient that
+        are judged, "gradient": rollouts whose loss updates the LoRA or the noise)."""
+        self.nfe += cost
+        self.phases[phase] += cost
 
     def judge(self, video: torch.Tensor, step: int, report=None, lora=None):
         """Keep `video` if it is the best so far. `report`: its report if already computed (the exact
@@ -155,12 +173,12 @@ class _Tracker:
             )
         )
 
-    def commit(self, step: int, tensors: dict[str, torch.Tensor], finished: str = "") -> None:
+    def commit(self, step: int, tensors: dict[str, torch.Tensor], finished: str = "", rng: bool = True) -> None:
         """Make everything up to now the point a resume continues from (`step`: the next one), and hand it to
-        the checkpoint writer. Nothing after the last commit survives an interrupt or a kill."""
+        the checkpoint writer. Nothing after the last commit survives an interrupt or a kill. `rng`: save
+        the RNG state (not after the base sample: a resume replays the method's set-up from there)."""
         assert self.best is not None  # the base sample is judged before the first commit
         rank, video, report, best_step, lora = self.best
-        rng = _rng_states(self.devices) if step > 0 else None  # after the base sample, setting up replays it
         self.committed = Checkpoint(
             step,
             list(self.history),
@@ -172,8 +190,10 @@ class _Tracker:
             best_step,
             rank,
             lora,
-            rng,
+            _rng_states(self.devices) if rng else None,
             finished,
+            dict(self.phases),
+            copy.deepcopy(self.extra),
         )
         self.committed_report = report
         if self.write_checkpoint is not None:
@@ -184,11 +204,13 @@ class _Tracker:
         if self.resumed is not None and self.resumed.rng:
             _set_rng_states(self.resumed.rng, self.devices)
 
-    def finish_step(self, video, step: int, report, finite: bool, on_step, tensors, update=None, lora=None) -> bool:
-        """Judge and record one gradient step, apply `update` if the loop goes on, commit, then report the
-        step; True when the loop must stop (every rule holds, too many non-finite losses or gradients in a
-        row, or a plateau). `tensors()`: the method's state after the update; `lora()`: the weights that
-        made `video`, kept if it is the best."""
+    def finish_step(
+        self, video, step: int, report, finite: bool, on_step, tensors, update=None, lora=None, plateau: bool = True
+    ) -> bool:
+        """Judge and record one gradient step, call `update(finite)` if the loop goes on, commit, then report
+        the step; True when the loop must stop (every rule holds, too many non-finite losses or gradients in
+        a row, or — with `plateau` — no lower loss for a while). `tensors()`: the method's state after the
+        update; `lora()`: the weights that made `video`, kept if it is the best."""
         self.judge(video, step, report, lora)  # before the update: these weights made this video
         self.record(step, report, skipped=not finite)
         self.nonfinite = 0 if finite else self.nonfinite + 1
@@ -197,9 +219,9 @@ class _Tracker:
         elif self.nonfinite >= self.settings.max_nonfinite:
             final = f"non-finite loss or gradient {self.nonfinite} times in a row"
         else:
-            final = self._plateau()
-        if finite and not final and update is not None:
-            update()
+            final = self._plateau() if plateau else ""
+        if not final and update is not None:
+            update(finite)
         self.stop_reason = final or self.stop_reason
         self.commit(step + 1, tensors(), final)
         if on_step:
@@ -294,15 +316,19 @@ def optimize(
             tracker.stop_reason = resume.finished
         try:
             if resume is None:
-                tracker.nfe += generator.nfe(0)
+                tracker.spend(generator.nfe(0), "base")
                 tracker.judge(base, -1, base_report)
                 tracker.record(-1, base_report)
                 tracker.stop_reason = "every rule holds (base sample)" if base_report.satisfied[0] else ""
-                tracker.commit(0, {}, tracker.stop_reason)
+                tracker.commit(0, {}, tracker.stop_reason, rng=False)
                 if on_step:
                     on_step(tracker.history[-1], base_report)
             if tracker.stop_reason:
                 pass  # finished: the base sample holds every rule, or the resumed run had stopped for good
+            elif settings.method == "tto":
+                from ruledsl.runtime.tto import run_tto
+
+                run_tto(program, condition, generator, tracker, on_step, _backward, _snapshot, _restore)
             elif settings.method == "lora":
                 _lora(program, condition, generator, tracker, on_step)
             elif settings.method == "best-of-n":
@@ -315,7 +341,7 @@ def optimize(
             interrupted = True
             tracker.stop_reason = "interrupted"
         finally:
-            if settings.method == "lora":
+            if settings.method in ("lora", "tto"):
                 detach_lora(generator.denoiser)
     # What survives is the last commit: a step cut short by Ctrl-C is dropped, as a kill would drop it.
     committed = tracker.committed
@@ -333,6 +359,7 @@ def optimize(
         tracker.stop_reason,
         interrupted,
         committed.best_lora,
+        dict(committed.phases),
         committed,
     )
     return result
@@ -360,13 +387,14 @@ def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
     noise = generator.initial_noise(condition, s.seed)
     cost, step = generator.nfe(s.grad_steps), tracker.next_step
 
-    def update():
-        torch.nn.utils.clip_grad_norm_(params, s.clip)
-        optimizer.step()
+    def update(finite: bool) -> None:
+        if finite:
+            torch.nn.utils.clip_grad_norm_(params, s.clip)
+            optimizer.step()
 
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=s.grad_steps)
-        tracker.nfe += cost
+        tracker.spend(cost, "gradient")
         report = program(video)
         optimizer.zero_grad(set_to_none=True)
         finite = _backward(report.loss, params)
@@ -437,7 +465,7 @@ def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
     while tracker.can_afford(cost, n):
         with torch.no_grad():
             video = generator.sample(condition, tracker.settings.seed + 1 + n)
-        tracker.nfe += cost
+        tracker.spend(cost, "search")
         report = tracker.judge(video, n)
         tracker.record(n, report)
         final = f"every rule holds (candidate {n})" if bool(report.satisfied[0]) else ""
@@ -472,15 +500,19 @@ def _noise(program, condition, generator, tracker: _Tracker, on_step) -> None:
         state = {f"adam/{k}": torch.as_tensor(v).detach().clone() for k, v in optimizer.state.get(noise, {}).items()}
         return {"noise": noise.detach().clone(), **state}
 
+    def update(finite: bool) -> None:
+        if finite:
+            optimizer.step()
+
     while tracker.can_afford(cost, step):
         video = generator.rollout(condition, noise, grad_steps=generator.steps)
-        tracker.nfe += cost
+        tracker.spend(cost, "gradient")
         report = program(video)
         # Keep the noise on the Gaussian shell (||z||² ≈ dims), as ReNO does.
         loss = report.loss + 0.5 * ((noise.pow(2).sum() - dims) / dims) ** 2
         optimizer.zero_grad(set_to_none=True)
         finite = _backward(loss, [noise])
-        if tracker.finish_step(video, step, report, finite, on_step, tensors=tensors, update=optimizer.step):
+        if tracker.finish_step(video, step, report, finite, on_step, tensors=tensors, update=update):
             return
         step += 1
 

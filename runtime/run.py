@@ -78,6 +78,7 @@ class RunReport(BaseModel):
     best_step: int
     steps: int
     nfe: float
+    phases: dict[str, float]  # NFE spent on the base sample, the search and the gradient; restarts (tto)
     seconds: float
     peak_memory_mb: float
     stop_reason: str
@@ -265,6 +266,8 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
         "best_rank": list(checkpoint.best_rank),
         "best_has_lora": checkpoint.best_lora is not None,
         "finished": checkpoint.finished,
+        "phases": checkpoint.phases,
+        "extra": checkpoint.extra,
     }
     cpu = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
     return save(cpu, metadata={"ruledsl": json.dumps(info)})
@@ -294,6 +297,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
             best_lora=by_role["best/lora/"] if info["best_has_lora"] else None,
             rng=by_role["rng/"] or None,
             finished=str(info["finished"]),
+            phases={str(k): float(v) for k, v in info.get("phases", {}).items()},
+            extra=dict(info.get("extra", {})),
         )
         if checkpoint.step < 0 or not history or history[0].index != -1 or checkpoint.best_video.ndim != 4:
             raise ValueError("inconsistent contents")
@@ -407,8 +412,9 @@ def write_run(
         solved_after=result.solved,
         rules=rules,
         best_step=result.best_step,
-        steps=sum(1 for s in result.history if s.index >= 0),
+        steps=len({s.index for s in result.history if s.index >= 0}),  # tto judges several rollouts a step
         nfe=result.nfe,
+        phases=result.phases,
         seconds=round(result.seconds, 3),
         peak_memory_mb=round(_peak_memory_mb(), 1),
         stop_reason=result.stop_reason,

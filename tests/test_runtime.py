@@ -69,7 +69,7 @@ def test_a_step_changes_only_lora_and_lowers_the_loss(generator, condition):
 
 def test_lora_loop_records_steps_and_keeps_the_base_model(generator, condition):
     before = {k: v.clone() for k, v in generator.denoiser.state_dict().items()}
-    result = optimize(program(), condition, generator, Budget(steps=3), Settings(rank=4, grad_steps=1))
+    result = optimize(program(), condition, generator, Budget(steps=3), Settings(method="lora", rank=4, grad_steps=1))
     assert [s.index for s in result.history] == [-1, 0, 1, 2]
     assert result.stop_reason in ("step budget (3)",) or "every rule holds" in result.stop_reason
     assert result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(1)
@@ -90,7 +90,9 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
         if step.index == 1:
             raise KeyboardInterrupt
 
-    result = optimize(program(), condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1), on_step=stop)
+    result = optimize(
+        program(), condition, generator, Budget(steps=10), Settings(method="lora", rank=4, grad_steps=1), on_step=stop
+    )
     assert result.interrupted and result.stop_reason == "interrupted"
     assert [s.index for s in result.history] == [-1, 0, 1]
     report = write_run(tmp_path / "run", result, "r.rule", None, "tiny", Settings(), Budget(steps=10), {})
@@ -100,7 +102,7 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
 
 
 def test_nfe_accounting_is_shared_across_methods(generator, condition):
-    settings = Settings(rank=4, grad_steps=1)
+    settings = Settings(method="lora", rank=4, grad_steps=1)
     budget = nfe_budget_for(generator, settings, steps=2)  # 3 + 2 * 5 = 13
     results = {
         m: optimize(program(), condition, generator, Budget(steps=10**6, nfe=budget), Settings(method=m, grad_steps=1))
@@ -122,7 +124,8 @@ def test_cli_force_and_resume(tmp_path):
     task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task", size=(32, 32), frames=4)
     rules = tmp_path / "r.rule"
     rules.write_text("object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.99\n")  # never holds here
-    base = ["optimize", str(rules), "--task", str(task), "--out", str(tmp_path / "run"), "--model", str(model_dir)]
+    run = ["--out", str(tmp_path / "run"), "--model", str(model_dir), "--method", "lora"]  # one rollout a step
+    base = ["optimize", str(rules), "--task", str(task), *run]
     first = runner.invoke(app, base + ["--steps", "2", "--grad-steps", "1", "--rank", "4"])
     assert first.exit_code in (0, 1), first.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -165,7 +168,12 @@ def test_nonfinite_losses_are_skipped_then_stop(generator, condition):
         b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items() if "lora_B" in k))
 
     result = optimize(
-        nan_loss, condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1, max_nonfinite=3), on_step=watch
+        nan_loss,
+        condition,
+        generator,
+        Budget(steps=10),
+        Settings(method="lora", rank=4, grad_steps=1, max_nonfinite=3),
+        on_step=watch,
     )
     assert result.stop_reason == "non-finite loss or gradient 3 times in a row"
     assert [s.skipped for s in result.history] == [False, True, True, True]
@@ -298,7 +306,7 @@ def test_cli_option_defaults_are_the_settings_defaults():
 
 def test_optimize_through_every_step_with_checkpointing(generator, condition, tmp_path):
     window = GradientWindow.every(checkpoint=True)
-    settings = Settings(rank=4, grad_steps=window)
+    settings = Settings(method="lora", rank=4, grad_steps=window)
     result = optimize(program(), condition, generator, Budget(steps=2), settings)
     assert (
         result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(window) and len(result.history) > 1
