@@ -157,20 +157,18 @@ def test_sigkill_loses_at_most_the_step_in_flight_and_resume_gives_the_uninterru
 
 
 @pytest.fixture()
-def generator():
-    return ReasonerGenerator(model=tiny_model(), steps=3)
-
-
-@pytest.fixture()
-def condition():
-    return Condition(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), "prompt", "maze", frames=4)
+def tiny():
+    """The tiny random reasoner (3 sampling steps) and a random first frame."""
+    frame = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return ReasonerGenerator(model=tiny_model(), steps=3), Condition(frame, "prompt", "maze", frames=4)
 
 
 def losses(result):
     return points(result.history)
 
 
-def test_same_seed_gives_the_same_run_whatever_the_callers_rng(generator, condition):
+def test_same_seed_gives_the_same_run_whatever_the_callers_rng(tiny):
+    generator, condition = tiny
     program = ruledsl.loads(NEVER_HOLDS).compile()
     settings = Settings(rank=4, grad_steps=1, seed=3)
     torch.manual_seed(1)
@@ -189,7 +187,8 @@ def test_same_seed_gives_the_same_run_whatever_the_callers_rng(generator, condit
 
 @pytest.mark.parametrize("where", ["display", "update", "rollout"])
 @pytest.mark.parametrize("method", ["lora", "noise", "tto"])
-def test_resume_after_ctrl_c_never_repeats_a_step(generator, condition, tmp_path, monkeypatch, where, method):
+def test_resume_after_ctrl_c_never_repeats_a_step(tiny, tmp_path, monkeypatch, where, method):
+    generator, condition = tiny
     program = ruledsl.loads(NEVER_HOLDS).compile()
     settings, budget = Settings(method=method, rank=4, grad_steps=1, plateau=100), Budget(steps=6)
     uninterrupted = optimize(program, condition, generator, budget, settings)
@@ -228,7 +227,8 @@ def test_resume_after_ctrl_c_never_repeats_a_step(generator, condition, tmp_path
     assert resumed.lora is None or all(torch.equal(resumed.lora[k], uninterrupted.lora[k]) for k in resumed.lora)
 
 
-def test_resume_of_a_finished_run_stays_finished(generator, condition):
+def test_resume_of_a_finished_run_stays_finished(tiny):
+    generator, condition = tiny
     program = ruledsl.loads("object agent = color(#ff0000, tol=40)\ngoal g: always area(agent) <= 1\n").compile()
     done = optimize(program, condition, generator, Budget(steps=4), Settings(rank=4, grad_steps=1))
     assert done.solved and done.checkpoint.finished
@@ -238,7 +238,8 @@ def test_resume_of_a_finished_run_stays_finished(generator, condition):
     assert losses(again) == losses(done) and again.stop_reason == done.stop_reason
 
 
-def test_resume_refuses_another_model(generator, condition):
+def test_resume_refuses_another_model(tiny):
+    generator, condition = tiny
     from ruledsl.runtime.loop import ResumeMismatchError
 
     program = ruledsl.loads(NEVER_HOLDS).compile()
