@@ -374,7 +374,7 @@ MALFORMED = {  # the issue's reproductions, and their neighbours
 def malformed_task(setup, tmp_path, change):
     """A copy of the task whose metadata.json is `change(metadata)`."""
     task = tmp_path / "task"
-    task.mkdir()
+    task.mkdir(parents=True)
     for file in setup[1].iterdir():
         (task / file.name).write_bytes(file.read_bytes())
     meta = json.loads((task / "metadata.json").read_text())
@@ -395,6 +395,8 @@ def test_malformed_task_metadata_is_a_clear_error_naming_file_and_field(setup, t
     video = setup[1] / "ground_truth.mp4"
     scored = run_cli(["tasks", "score", str(task), str(video)])
     assert scored.exit_code == 2 and message in scored.stderr
+    corrupted = run_cli(["tasks", "corrupt", str(task), "--kind", "frozen", "--out", str(tmp_path / "c.mp4")])
+    assert corrupted.exit_code == 2 and message in corrupted.stderr and not (tmp_path / "c.mp4").exists()
 
 
 def test_task_without_grid_is_read_but_not_scored(setup, tmp_path):
@@ -402,6 +404,9 @@ def test_task_without_grid_is_read_but_not_scored(setup, tmp_path):
     assert program_params(read_task(task).metadata, (32, 32)) == {}  # other benchmarks have no grid
     scored = run_cli(["tasks", "score", str(task), str(setup[1] / "ground_truth.mp4")])
     assert scored.exit_code == 2 and "metadata.json: no field 'grid'" in scored.stderr
+    no_render = malformed_task(setup, tmp_path / "b", lambda m: {k: v for k, v in m.items() if k != "render"})
+    corrupted = run_cli(["tasks", "corrupt", str(no_render), "--kind", "frozen", "--out", str(tmp_path / "c.mp4")])
+    assert corrupted.exit_code == 2 and "no field render.frames, render.height, render.width" in corrupted.stderr
 
 
 def test_program_params_checks_metadata_given_directly():

@@ -124,9 +124,9 @@ def corrupt(
 
     try:
         folder = read_task(task)
-        if folder.metadata is None:
+        instance = folder.instance  # checks the metadata is one of our generated instances
+        if instance is None or folder.metadata is None:
             _fail(f"{task}: no metadata.json; corruptions need the generated layout")
-        folder.instance  # noqa: B018  (checks the metadata is one of our generated instances)
     except TaskFolderError as error:
         _fail(str(error))
     if out.exists() and not force:
@@ -136,10 +136,10 @@ def corrupt(
     if missing:
         _fail(f"{task / 'metadata.json'}: no field {', '.join(missing)} (corruptions re-render the task at its size)")
     try:
-        plan = make_plan(folder.instance, kind, meta["render"]["frames"])
+        plan = make_plan(instance, kind, meta["render"]["frames"])
         write_frames(
             out,
-            render(folder.instance, plan, (meta["render"]["height"], meta["render"]["width"])),
+            render(instance, plan, (meta["render"]["height"], meta["render"]["width"])),
             fps=meta["render"].get("fps", 4),
         )
     except ValueError as error:
