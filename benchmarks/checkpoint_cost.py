@@ -1,13 +1,13 @@
-"""What crash safety costs: seconds per LoRA step with and without the per-step checkpoint.
+"""What crash safety costs: seconds per step with and without the per-step checkpoint.
 
-    python benchmarks/checkpoint_cost.py [--steps 8] [--repeats 3] [--threads 1]
+    python benchmarks/checkpoint_cost.py [--steps 8] [--repeats 3] [--threads 1] [--methods lora tto]
 
 On a tiny random reasoner (the tests' size) and on the shipped reasoner (maze test instance 0,
-examples/maze.rule): the loop run `--repeats` times without a checkpoint writer and with
-ruledsl.runtime.run.CheckpointWriter (atomic; fsync at most once a second), interleaved so load on the
-machine hits both alike (CPU time too: on a loaded machine wall time mostly measures the others); then the parts of one checkpoint write on their own (serializing, writing and
-renaming, with and without fsync) and its size.
-"""
+examples/maze.rule), for each method: the loop run `--repeats` times without a checkpoint writer
+and with ruledsl.runtime.run.CheckpointWriter (atomic; fsync at most once a second), interleaved so
+that load on the machine hits both alike. CPU time is given beside wall time: on a loaded machine
+wall time mostly measures the other processes. Then the parts of one checkpoint write on their own
+(serializing; writing and renaming, without and with fsync) and its size."""
 
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ def shipped_case():
     return program, condition_from_instance(instance), ReasonerGenerator()
 
 
-def measure(name, case, steps: int, repeats: int) -> None:
+def measure(name, case, method: str, steps: int, repeats: int) -> None:
     program, condition, generator = case
-    settings = Settings(grad_steps=2, plateau=10**6)
+    settings = Settings(method=method, grad_steps=2, plateau=10**6)
     per_step = {"without": [], "with": []}
     with tempfile.TemporaryDirectory() as folder:
         writer = CheckpointWriter(Path(folder))
@@ -57,7 +57,7 @@ def measure(name, case, steps: int, repeats: int) -> None:
             for label, checkpoint in (("without", None), ("with", writer)):
                 start, cpu = time.perf_counter(), time.process_time()
                 result = optimize(program, condition, generator, Budget(steps=steps), settings, checkpoint=checkpoint)
-                n = len(result.history) - 1
+                n = len({s.index for s in result.history if s.index >= 0})  # tto judges several rollouts a step
                 per_step[label].append(((time.perf_counter() - start) / n, (time.process_time() - cpu) / n))
         data = checkpoint_bytes(result.checkpoint)
         path = Path(folder) / "probe.safetensors"
@@ -66,7 +66,7 @@ def measure(name, case, steps: int, repeats: int) -> None:
     wall = {label: statistics.median(w for w, _ in runs) * 1000 for label, runs in per_step.items()}
     cpu = {label: statistics.median(c for _, c in runs) * 1000 for label, runs in per_step.items()}
     print(
-        f"| {name} | {wall['without']:.1f} / {cpu['without']:.1f} ms | {wall['with']:.1f} / {cpu['with']:.1f} ms "
+        f"| {name} | {method} | {wall['without']:.1f} / {cpu['without']:.1f} ms | {wall['with']:.1f} / {cpu['with']:.1f} ms "
         f"| {serialize * 1000:.2f} ms | "
         f"{write[False] * 1000:.2f} ms | {write[True] * 1000:.2f} ms | {len(data) / 1024:.0f} KiB |",
         flush=True,
@@ -78,15 +78,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--methods", nargs="+", default=["lora", "tto"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        "| model | step without writer (wall / CPU) | step, checkpoint every step (wall / CPU) | serialize | write + rename "
+        "| model | method | step without writer (wall / CPU) | step, checkpoint every step (wall / CPU) | serialize | write + rename "
         "| write + fsync + rename | size |"
     )
-    print("|---|---|---|---|---|---|---|")
-    measure("tiny random reasoner (tests)", tiny_case(), args.steps * 3, args.repeats)
-    measure("shipped reasoner, maze", shipped_case(), args.steps, args.repeats)
+    print("|---|---|---|---|---|---|---|---|")
+    for method in args.methods:
+        measure("tiny random reasoner (tests)", tiny_case(), method, args.steps * 3, args.repeats)
+        measure("shipped reasoner, maze", shipped_case(), method, args.steps, args.repeats)
 
 
 if __name__ == "__main__":
