@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 RESULTS = "results.jsonl"
 OUTPUTS = (RESULTS, "summary.json", "table.md", "success_vs_nfe.png", "per_family.png", "index.html", "videos")
@@ -176,7 +177,7 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
         method = METHODS[name]
         runs = [max(config.budgets)] if method.budget_free else list(config.budgets)
         for run_budget in runs:
-            bests: list[tuple[float, object, object]] = []  # (nfe when found, video, report)
+            bests: list[tuple[float, Any, Any]] = []  # (nfe when found, video, report)
             settings = Settings(method=method.loop_method or "best-of-n", **method.settings)
             budget = Budget(steps=0 if method.loop_method is None else 10**9, nfe=run_budget)
             result = optimize(
@@ -369,7 +370,7 @@ def _cell(rows: list[dict]) -> dict:
 
 
 def summarize(rows: list[dict], config: BenchConfig) -> dict:
-    by = {}
+    by: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
         by.setdefault((r["method"], r["budget"]), []).append(r)
     methods = {m: {_key(b): _cell(by.get((m, b), [])) for b in config.budgets} for m in config.methods}

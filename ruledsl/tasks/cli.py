@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -14,7 +15,7 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"error: {message}\n")
     raise typer.Exit(code)
 
@@ -128,12 +129,13 @@ def corrupt(
         _fail(f"{task}: no metadata.json; corruptions need the generated layout")
     if out.exists() and not force:
         _fail(f"{out} exists; pass --force to overwrite it")
-    meta = folder.metadata
+    meta, instance = folder.metadata, folder.instance
+    assert instance is not None  # there is metadata
     try:
-        plan = make_plan(folder.instance, kind, meta["render"]["frames"])
+        plan = make_plan(instance, kind, meta["render"]["frames"])
         write_frames(
             out,
-            render(folder.instance, plan, (meta["render"]["height"], meta["render"]["width"])),
+            render(instance, plan, (meta["render"]["height"], meta["render"]["width"])),
             fps=meta["render"].get("fps", 4),
         )
     except ValueError as error:
