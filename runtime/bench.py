@@ -451,9 +451,9 @@ def table_markdown(summary: dict) -> str:
     lines += ["| family | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for family, cells in summary["per_family"].items():
         lines.append(f"| {family} | " + " | ".join(_pct(cells[m][budgets[-1]]) for m in methods) + " |")
-    lines += ["", "## Paired (instances solved by one method and not the other)", ""]
+    lines += ["", f"## Paired at NFE {budgets[-1]} (instances solved by one method and not the other)", ""]
     lines += ["| NFE | a | b | a only | b only | both | neither | exact McNemar p |", "|---" * 8 + "|"]
-    for p in summary["paired"]:
+    for p in (p for p in summary["paired"] if _key(p["budget"]) == budgets[-1]):  # every budget: summary.json
         lines.append(
             f"| {p['budget']:g} | {p['a']} | {p['b']} | {p['a_only']} | {p['b_only']} | {p['both']} "
             f"| {p['neither']} | {p['p_mcnemar']:.3g} |"
