@@ -44,12 +44,12 @@ def grad_steps_for(reach: str, fixed, steps: int, rng: random.Random) -> Gradien
 
 def normalised_loss(report, scales: dict[str, float], focus: float) -> torch.Tensor:
     """Weighted mean of per-rule losses, each over its reference scale; failing rules weigh 1 + focus."""
-    total, weights = 0.0, 0.0
+    terms, weights = [], 0.0
     for name, rule in report.rules.items():
         weight = rule.weight * (1.0 + focus * float(not bool(rule.verdict[0])))
-        total = total + weight * rule.loss.mean() / scales[name]
+        terms.append(weight * rule.loss.mean() / scales[name])
         weights += weight
-    return total / max(weights, 1e-12)
+    return torch.stack(terms).sum() / max(weights, 1e-12)
 
 
 def improved(rank: tuple, best: tuple | None, tol: float = 0.01) -> bool:
