@@ -34,6 +34,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -81,8 +82,8 @@ class Result:
     method: str
     base_video: torch.Tensor  # [T, 3, H, W] in [0, 1]
     best_video: torch.Tensor
-    base_report: object  # ruledsl Report of the base sample
-    best_report: object
+    base_report: Any  # ruledsl Report of the base sample
+    best_report: Any
     best_step: int  # -1: the base sample
     history: list[Step] = field(default_factory=list)
     nfe: float = 0.0
