@@ -35,7 +35,7 @@ from ruledsl.source import Span
 
 
 class CompileError(Exception):
-    """A construct the compiler cannot lower (e.g. `ask` without a VQA backend), with its location."""
+    """A construct the compiler cannot lower (e.g. `ask` without a VQA model), with its location."""
 
     def __init__(self, message: str, source_name: str, span: Span | None):
         where = f"{source_name}:{span.line}:{span.column}: " if span else f"{source_name}: "
@@ -180,9 +180,13 @@ class Compare(Formula):
 
 @dataclass(frozen=True)
 class Ask(Formula):
+    """A yes/no question to a VQA model (compiler/asks.py). `per_frame`: asked about each frame (under a
+    temporal operator) rather than about a clip spread over its window; set by `asks.place_asks`."""
+
     question: str
     negated: bool = False
     span: Span | None = field(default=None, compare=False, repr=False)
+    per_frame: bool = False
 
 
 @dataclass(frozen=True)
@@ -633,8 +637,8 @@ def formula_text(f: Formula, indent: int = 0) -> str:
             return f"{pad}{neg}{name}({', '.join([term_text(a) for a in args] + extra)})"
         case Compare(op=op, left=left, right=right):
             return f"{pad}{neg}[{term_text(left)} {op} {term_text(right)}]"
-        case Ask(question=question):
-            return f"{pad}{neg}ask({question!r})"
+        case Ask(question=question, per_frame=per_frame):
+            return f"{pad}{neg}ask({question!r})" + (" per frame" if per_frame else "")
         case And(children=children) | Or(children=children):
             head = "and" if isinstance(f, And) else "or"
             return f"{pad}{head}\n" + "\n".join(formula_text(c, indent + 1) for c in children)
