@@ -257,3 +257,30 @@ def test_optimize_with_an_ask_rule_takes_steps(tmp_path, scorer):
     assert len(steps) >= 2 and all(np.isfinite(s.loss) for s in steps)
     ask_losses = [s.rule_losses["g"] for s in steps]
     assert ask_losses[0] != ask_losses[-1]  # same seed every rollout: the LoRA moved through the VLM's gradient
+
+
+def test_cli_optimize_with_vlm(tmp_path, vlm_folder):
+    from test_runtime import tiny_model
+
+    from ruledsl.tasks import generate
+    from ruledsl.tasks.layout import write_task
+
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task", size=(32, 32), frames=4)
+    rules = tmp_path / "r.rule"
+    rules.write_text('goal g: at end ask "Is the red agent on the green goal?"\n')
+    base = ["optimize", str(rules), "--task", str(task), "--model", str(model_dir), "--method", "lora", "--steps", "1"]
+    missing = runner.invoke(app, [*base, "--out", str(tmp_path / "no_vlm")])
+    assert missing.exit_code == 2 and "`g`" in missing.stderr and not (tmp_path / "no_vlm" / "report.json").exists()
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "run"), "--vlm", str(vlm_folder)])
+    assert result.exit_code in (0, 1), result.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "g" in json.dumps(report)
+
+
+def test_teacher_prompt_offers_ask_only_where_geometry_cannot_say_it():
+    from ruledsl.teacher.prompt import build_prompt
+
+    prompt = build_prompt("Push the blue box onto the pad.")
+    assert 'ask "' in prompt and "ONLY for a statement that no built-in" in prompt
