@@ -98,6 +98,9 @@ class PixelTransform:
     rescale: float | None
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
+    # Whose 8-bit resampling the forward value reproduces: "pil" (Pillow's fixed point, exact) or
+    # "torchvision" (the processor's torch backend: torch's uint8 antialiased kernel).
+    backend: str = "pil"
 
     @classmethod
     def from_processor(cls, ip) -> PixelTransform:
@@ -120,7 +123,13 @@ class PixelTransform:
             crop = (int(c["height"]), int(c["width"]))
         mean = tuple(float(v) for v in ip.image_mean) if on("do_normalize") else None
         std = tuple(float(v) for v in ip.image_std) if on("do_normalize") else None
-        return cls(size, resample, crop, float(ip.rescale_factor) if on("do_rescale") else None, mean, std)
+        backend = "torchvision" if getattr(ip, "backend", "pil") == "torchvision" and resample in (2, 3) else "pil"
+        rescale = float(ip.rescale_factor) if on("do_rescale") else None
+        return cls(size, resample, crop, rescale, mean, std, backend)
+
+    def grey_level(self) -> float:
+        """One 8-bit grey level in pixel-value units (what a resampler's rounding can differ by)."""
+        return (self.rescale or 1.0) / (min(self.std) if self.std else 1.0)
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """The resized (height, width) of an h × w frame, by the processor's rules."""
@@ -165,6 +174,13 @@ class PixelTransform:
         rows = resample_matrix(h, oh, self.resample).to(x.device)
         cols = resample_matrix(w, ow, self.resample).to(x.device)
         soft = torch.einsum("oh,nchw,pw->ncop", rows.to(x.dtype), x, cols.to(x.dtype))
+        if self.backend == "torchvision":  # torch's own 8-bit kernel, on the CPU as the processor runs it
+            mode = {2: "bilinear", 3: "bicubic"}[self.resample]
+            with torch.no_grad():
+                q = hard.to("cpu", torch.uint8)
+                q = F.interpolate(q.flatten(0, -3)[:, None], (oh, ow), mode=mode, antialias=True)
+                q = q.reshape(*hard.shape[:-2], oh, ow).to(x.device)
+            return soft, q.to(x.dtype)
         half = float(1 << (PRECISION_BITS - 1))
         unit = float(1 << PRECISION_BITS)
         with torch.no_grad():  # exact integers in float64 (|sums| < 2^53), then PIL's rounding and clipping
@@ -268,11 +284,13 @@ class VLMScorer:
         scorer.check_preprocessing()
         return scorer
 
-    def check_preprocessing(self, tolerance: float = 1e-3) -> None:
+    def check_preprocessing(self) -> None:
         """Compare the torch preprocessing with the processor's own on one random frame; refuse a mismatch.
 
-        Catches image processors this path does not reproduce (tiling, patch flattening, ...).
+        Catches image processors this path does not reproduce (tiling, patch flattening, ...). Up to
+        one 8-bit grey level is allowed (a resampler's rounding); the PIL backend matches exactly.
         """
+        tolerance = 1.01 * self.transform.grey_level()
         generator = torch.Generator().manual_seed(0)
         frame = torch.randint(0, 256, (3, 45, 61), generator=generator, dtype=torch.uint8)
         try:

@@ -284,3 +284,12 @@ def test_teacher_prompt_offers_ask_only_where_geometry_cannot_say_it():
 
     prompt = build_prompt("Push the blue box onto the pad.")
     assert 'ask "' in prompt and "ONLY for a statement that no built-in" in prompt
+
+
+def test_the_docs_hybrid_demo_checks_and_compiles():
+    from pathlib import Path
+
+    demo = ruledsl.load(Path(__file__).resolve().parent.parent / "docs" / "hybrid_demo.rule")
+    compiled = demo.compile(vqa=Brightness())
+    report = compiled(ramp(frames=6, size=16))
+    assert {"pushes", "done", "on_pad", "legal"} <= set(report.rules)
