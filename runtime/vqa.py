@@ -138,13 +138,15 @@ class PixelTransform:
 
         s = self.size or {}
         if s.get("shortest_edge") and s.get("longest_edge"):
-            return tuple(get_size_with_aspect_ratio((h, w), s["shortest_edge"], s["longest_edge"]))
+            oh, ow = get_size_with_aspect_ratio((h, w), s["shortest_edge"], s["longest_edge"])
+            return int(oh), int(ow)
         if s.get("shortest_edge"):
             short, long = (w, h) if w <= h else (h, w)
             new_short, new_long = s["shortest_edge"], int(s["shortest_edge"] * long / short)
             return (new_long, new_short) if w <= h else (new_short, new_long)
         if s.get("max_height") and s.get("max_width"):
-            return tuple(get_image_size_for_max_height_width((h, w), s["max_height"], s["max_width"]))
+            oh, ow = get_image_size_for_max_height_width((h, w), s["max_height"], s["max_width"])
+            return int(oh), int(ow)
         if s.get("height") and s.get("width"):
             return (int(s["height"]), int(s["width"]))
         raise VLMLoadError(f"the image processor's size {s} is not one the differentiable path can reproduce")
