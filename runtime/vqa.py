@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from ruledsl.compiler.asks import VQAError
 
@@ -230,8 +231,13 @@ def answer_tokens(tokenizer) -> dict[str, list[int]]:
 class VLMScorer:
     """`ask` margins from a frozen transformers image-text-to-text model (the compiler's `VQAScorer`)."""
 
-    def __init__(self, model, processor, device: torch.device, batch_size: int = 8, name: str = "model"):
+    def __init__(
+        self, model, processor, device: torch.device, batch_size: int = 8, name: str = "model", checkpoint: bool = True
+    ):
         self.model = model.eval().requires_grad_(False)
+        # Per chunk of sequences, keep only the inputs for the backward and recompute the VLM's activations
+        # there (one more forward): a per-frame ask over a long video is hundreds of sequences.
+        self.checkpoint = checkpoint
         self.processor = processor
         self.device = device
         self.dtype = next(model.parameters()).dtype
@@ -253,7 +259,12 @@ class VLMScorer:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str | torch.device | None = None, dtype=None, batch_size: int = 8
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        dtype=None,
+        batch_size: int = 8,
+        checkpoint: bool = True,
     ) -> VLMScorer:
         """Load a model folder (`AutoModelForImageTextToText` + `AutoProcessor`, save_pretrained layout)."""
         from ruledsl.runtime.load import GeneratorLoadError, resolve_device, resolve_dtype
@@ -282,7 +293,7 @@ class VLMScorer:
             hf_logging.set_verbosity(verbosity)
         if getattr(processor, "image_processor", None) is None:
             raise VLMLoadError(f"--vlm {path}: its processor has no image processor, so it cannot see frames")
-        scorer = cls(model.to(resolved), processor, resolved, batch_size=batch_size, name=str(path))
+        scorer = cls(model.to(resolved), processor, resolved, batch_size, str(path), checkpoint)
         scorer.check_preprocessing()
         return scorer
 
@@ -356,7 +367,12 @@ class VLMScorer:
         for start in range(0, n, self.batch_size):
             m = min(self.batch_size, n - start)
             inputs = {key: _batched(value, m, k) for key, value in text.items()}
-            logits = self._next_token_logits(inputs, pixels[start * k : (start + m) * k].to(self.dtype)).float()
+            chunk = pixels[start * k : (start + m) * k].to(self.dtype)
+            if self.checkpoint and torch.is_grad_enabled() and chunk.requires_grad:
+                logits = torch.utils.checkpoint.checkpoint(self._next_token_logits, inputs, chunk, use_reentrant=False)
+            else:
+                logits = self._next_token_logits(inputs, chunk)
+            logits = logits.float()
             out.append(torch.logsumexp(logits[:, yes], -1) - torch.logsumexp(logits[:, no], -1))
         return torch.cat(out).to(clips.device)
 

@@ -116,6 +116,14 @@ def test_margins_are_finite_and_gradients_reach_the_pixels(scorer):
     margins.sum().backward()
     assert torch.isfinite(clips.grad).all() and clips.grad.abs().sum() > 0
     assert all(not p.requires_grad for p in scorer.model.parameters()) and not scorer.model.training
+    # Checkpointed chunks (the default) give the same gradient as keeping every activation.
+    scorer.checkpoint, scorer.batch_size = False, 2
+    try:
+        again = clips.detach().clone().requires_grad_(True)
+        scorer.margins("Is the red agent pushing the blue box?", again).sum().backward()
+    finally:
+        scorer.checkpoint, scorer.batch_size = True, 8
+    assert torch.allclose(again.grad, clips.grad, atol=1e-6)
 
 
 @pytest.mark.parametrize("resample", [3, 2, 1])  # bicubic (the tiny model's), bilinear, lanczos
