@@ -7,7 +7,7 @@
 Where things are: `ir.py` (IR and lowering, no torch), `semantics.py` (the one
 exact/smooth min-max dispatch), `primitives.py` (masks, measures, margins),
 `spatial.py` (terms and atom margins per frame), `temporal.py` (formulas over
-windows, blame), `asks.py` (`ask` atoms: where they look, their margins from a VQA scorer), `program.py` (CompiledProgram: input checks, one call's evaluation,
+windows, blame), `asks.py` (`ask` margins from a VQA scorer), `program.py` (CompiledProgram: input checks, one call's evaluation,
 reports), `report.py` (pydantic results),
 `video_io.py` (reading videos for `ruledsl eval`).
 """
@@ -44,7 +44,7 @@ def compile_program(
     from ruledsl.compiler import asks, ir
     from ruledsl.compiler.program import CompiledProgram
 
-    program = asks.place_asks(ir.lower(checked, params or {}))
+    program = ir.lower(checked, params or {})
     ask_frames = asks.DEFAULT_ASK_FRAMES if ask_frames is None else int(ask_frames)
     if ask_frames < 1:
         raise ValueError(f"ask_frames must be at least 1, got {ask_frames}")
@@ -66,7 +66,7 @@ def _prepare_asks(program, vqa, ask_frames: int) -> None:
     """Refuse `ask` without a scorer (naming the rules), and questions the scorer cannot ask (at their line)."""
     from ruledsl.compiler import asks, ir
 
-    found = asks.asks(program)
+    found = ir.asks(program)
     if found and vqa is None:
         names = list(dict.fromkeys(rule.name for rule, _ in found))
         first = found[0][1]

@@ -3,7 +3,7 @@
 The compiler knows no model: it talks to a `VQAScorer` (the runtime's `ruledsl.runtime.vqa.VLMScorer`,
 or anything with the same two methods), so `ruledsl.compiler` never imports transformers.
 
-Where an ask sits decides what the model sees (`place_asks`, at compile time):
+Where an ask sits decides what the model sees (`ir.place_asks`, part of lowering):
 - at video level (a rule's body, or under `and`/`or`/`during` only): one question about a clip of
   `ask_frames` frames spread evenly over the ask's window (the whole video, or the `during` window);
   its value holds for the window (its trace is constant over it);
@@ -16,17 +16,13 @@ summed in probability); the exact verdict is margin > 0.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Protocol
 
 import torch
 
 from ruledsl.compiler import ir
-from ruledsl.dag import evaluate
 
 DEFAULT_ASK_FRAMES = 4  # frames a video-level ask shows the model (spread over its window)
-
-_TEMPORAL = (ir.Always, ir.Eventually, ir.Next, ir.Until, ir.Release, ir.At)
 
 
 class VQAError(ValueError):
@@ -39,49 +35,6 @@ class VQAScorer(Protocol):
 
     def margins(self, question: str, clips: torch.Tensor) -> torch.Tensor:
         """clips [N, K, 3, H, W] in [0, 1] -> [N] margins log p(yes) - log p(no), differentiable in the clips."""
-
-
-def place_asks(program: ir.IRProgram) -> ir.IRProgram:
-    """The program with every ask marked per-frame (under a temporal operator) or clip-level (video level)."""
-    cache: dict = {}
-
-    def inputs(key):
-        node, under = key
-        nested = under or isinstance(node, _TEMPORAL)
-        return [(c, nested) for c in ir.children(node) if isinstance(c, ir.Formula)]
-
-    def compute(key):
-        node, under = key
-        if isinstance(node, ir.Ask):
-            return replace(node, per_frame=under)
-        if not any(isinstance(c, ir.Formula) for c in ir.children(node)):
-            return node
-        got = iter(cache[k] for k in inputs(key))
-        return _rebuild(node, got)
-
-    rules = tuple(replace(r, formula=evaluate((r.formula, False), cache, inputs, compute)) for r in program.rules)
-    return replace(program, rules=rules)
-
-
-def _rebuild(node: ir.Formula, children) -> ir.Formula:
-    """`node` with its sub-formulas replaced, in `ir.children` order (terms kept)."""
-    values = {}
-    for name in node.__dataclass_fields__:
-        value = getattr(node, name)
-        if isinstance(value, ir.Formula):
-            values[name] = next(children)
-        elif isinstance(value, tuple) and value and isinstance(value[0], ir.Formula):
-            values[name] = tuple(next(children) for _ in value)
-    return replace(node, **values)
-
-
-def asks(program: ir.IRProgram) -> list[tuple[ir.Rule, ir.Ask]]:
-    """Every (rule, ask) pair, in source order."""
-    out = []
-    for rule in program.rules:
-        single = ir.IRProgram(None, None, (rule,), program.source_name, program.base_dir)
-        out += [(rule, node) for node in ir.walk(single) if isinstance(node, ir.Ask)]
-    return out
 
 
 def spread(lo: int, hi: int, k: int) -> list[int]:
