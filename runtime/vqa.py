@@ -17,6 +17,7 @@ The margin reads the next-token distribution after the prompt: each answer's tok
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,12 @@ FILTERS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def resample_matrix(size_in: int, size_out: int, resample: int) -> torch.Tensor:
-    """[size_out, size_in] float64 weights of PIL's antialiased resampling along one axis (precompute_coeffs)."""
+    """[size_out, size_in] float64 weights of PIL's antialiased resampling along one axis (precompute_coeffs).
+
+    Cached per (sizes, filter): every frame of a run has the same size. Callers must not modify it.
+    """
     support, kernel = FILTERS[resample]
     scale = size_in / size_out
     filterscale = max(scale, 1.0)

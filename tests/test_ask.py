@@ -80,6 +80,10 @@ def test_ask_under_temporal_operators_is_asked_per_frame():
     per_frame = [c[2] for c in fake.calls if c[0] == "margins"]
     # `at end` asks about one frame; `always` about every frame (frame 7 is then already known).
     assert sorted(per_frame) == sorted([(1, 1, 3, 8, 8), (7, 1, 3, 8, 8)])
+    windowed = Brightness()
+    report = ruledsl.loads('process late: during [0.5, end] always ask "Is it bright?"\n').compile(vqa=windowed)(ramp())
+    assert [c[2] for c in windowed.calls if c[0] == "margins"] == [(4, 1, 3, 8, 8)]  # only the window's frames
+    assert bool(report.rules["late"].verdict[0])
 
 
 def test_ask_mixes_with_geometry_and_the_smooth_loss_has_gradient():
