@@ -11,7 +11,8 @@ VLM (CLIP vision 1 layer, Llama text 1 layer). The rules' own cost is timed on a
 share is the asks' cost over a step's (geometry step + asks).
 
 Projected: a VLM's forward is ~2·P FLOPs per token (P parameters), its backward ~4·P, so one ask
-costs ~6·P·tokens per candidate; tokens = frames · image tokens per frame + the question. The
+costs ~6·P·tokens per candidate (~8·P·tokens with the default gradient checkpointing, which recomputes
+the forward); tokens = frames · image tokens per frame + the question. The
 projection prints this for LLaVA-1.5-7B-like and 2B-like models against the geometric rules'
 measured cost; divide by a GPU's sustained FLOP/s for seconds.
 """
@@ -114,6 +115,7 @@ def main() -> None:
             "images": images,
             "tokens": tokens,
             "tflop_fwd_bwd": 6 * params_count * tokens / 1e12,
+            "tflop_checkpointed": 8 * params_count * tokens / 1e12,  # the default: the forward is recomputed
         }
     print(json.dumps(result, indent=2))
     print(
