@@ -35,7 +35,7 @@ from ruledsl.source import Span
 
 
 class CompileError(Exception):
-    """A construct the compiler cannot lower (e.g. `ask` without a VQA backend), with its location."""
+    """A construct the compiler cannot lower (e.g. `ask` without a VQA model), with its location."""
 
     def __init__(self, message: str, source_name: str, span: Span | None):
         where = f"{source_name}:{span.line}:{span.column}: " if span else f"{source_name}: "
@@ -180,9 +180,13 @@ class Compare(Formula):
 
 @dataclass(frozen=True)
 class Ask(Formula):
+    """A yes/no question to a VQA model (compiler/asks.py). `per_frame`: asked about each frame (under a
+    temporal operator) rather than about a clip spread over its window; set by `place_asks` while lowering."""
+
     question: str
     negated: bool = False
     span: Span | None = field(default=None, compare=False, repr=False)
+    per_frame: bool = False
 
 
 @dataclass(frozen=True)
@@ -337,7 +341,7 @@ def lower(checked: CheckedProgram, params: dict[str, float] | None = None) -> IR
         raise ValueError("cannot lower a program with errors; check it first")
     if params:
         checked = _with_params(checked, params)
-    return _Lowering(checked).program()
+    return place_asks(_Lowering(checked).program())
 
 
 def _with_params(checked: CheckedProgram, params: dict[str, float]) -> CheckedProgram:
@@ -595,6 +599,63 @@ class _Lowering:
         raise TypeError(f"cannot lower formula {node!r}")
 
 
+# ---- where `ask` atoms look (compiler/asks.py evaluates them) ---------------------------------
+
+_TEMPORAL = (Always, Eventually, Next, Until, Release, At)
+
+
+def place_asks(program: IRProgram) -> IRProgram:
+    """The program with every ask marked per-frame (under a temporal operator) or clip-level (video level).
+
+    A sub-formula without asks stays the same object; rebuilt nodes are interned like the lowering's.
+    """
+    cache: dict = {}
+    interned: dict = {}
+
+    def inputs(key):
+        node, under = key
+        nested = under or isinstance(node, _TEMPORAL)
+        return [(c, nested) for c in children(node) if isinstance(c, Formula)]
+
+    def compute(key):
+        node, under = key
+        if isinstance(node, Ask):
+            return _dataclass_replace(node, per_frame=under)
+        old = [c for c in children(node) if isinstance(c, Formula)]
+        new = [cache[k] for k in inputs(key)]
+        if all(a is b for a, b in zip(old, new)):
+            return node
+        rebuilt = _rebuild(node, iter(new))
+        return interned.setdefault(rebuilt, rebuilt)
+
+    rules = tuple(
+        _dataclass_replace(rule, formula=evaluate((rule.formula, False), cache, inputs, compute))
+        for rule in program.rules
+    )
+    return _dataclass_replace(program, rules=rules)
+
+
+def _rebuild(node: Formula, parts) -> Formula:
+    """`node` with its sub-formulas replaced by `parts`, in `children` order (terms kept)."""
+    values: dict[str, Any] = {}
+    for name in node.__dataclass_fields__:
+        value = getattr(node, name)
+        if isinstance(value, Formula):
+            values[name] = next(parts)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Formula):
+            values[name] = tuple(next(parts) for _ in value)
+    return _dataclass_replace(node, **values)
+
+
+def asks(program: IRProgram) -> list[tuple[Rule, Ask]]:
+    """Every (rule, ask) pair, in source order."""
+    out = []
+    for rule in program.rules:
+        single = IRProgram(None, None, (rule,), program.source_name, program.base_dir)
+        out += [(rule, node) for node in walk(single) if isinstance(node, Ask)]
+    return out
+
+
 # ---- printing (`ruledsl compile`) ------------------------------------------------------------
 
 
@@ -633,8 +694,8 @@ def formula_text(f: Formula, indent: int = 0) -> str:
             return f"{pad}{neg}{name}({', '.join([term_text(a) for a in args] + extra)})"
         case Compare(op=op, left=left, right=right):
             return f"{pad}{neg}[{term_text(left)} {op} {term_text(right)}]"
-        case Ask(question=question):
-            return f"{pad}{neg}ask({question!r})"
+        case Ask(question=question, per_frame=per_frame):
+            return f"{pad}{neg}ask({question!r}) " + ("per frame" if per_frame else "over the window")
         case And(children=children) | Or(children=children):
             head = "and" if isinstance(f, And) else "or"
             return f"{pad}{head}\n" + "\n".join(formula_text(c, indent + 1) for c in children)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ruledsl.compiler import ir
+from ruledsl.compiler.asks import DEFAULT_ASK_FRAMES, AskEvaluation
 from ruledsl.compiler.report import Report, RuleReport
 from ruledsl.compiler.semantics import Exact, Semantics, Smooth, make_semantics
 from ruledsl.compiler.spatial import SpatialEvaluation
@@ -82,6 +83,8 @@ class CompiledProgram:
         surrogate: float | None = 2.0,
         resolution: int | None = 256,
         allow_paths: Iterable[str | Path] = (),
+        vqa=None,
+        ask_frames: int = DEFAULT_ASK_FRAMES,
     ):
         if not temperature > 0 or not scale > 0:
             raise ValueError("temperature and scale must be positive")
@@ -95,6 +98,9 @@ class CompiledProgram:
         self.temperature = float(temperature)
         self.margin = float(margin)
         self.scale = float(scale)
+        self.vqa = vqa  # scores `ask` atoms (compiler/asks.py); None for a program without them
+        self.ask_frames = int(ask_frames)
+        self.has_asks = any(isinstance(node, ir.Ask) for node in ir.walk(program))
         # Compile-time work of built-ins (reading images), once per distinct call.
         loader = _Loader(program, allow_paths)
         self.prepared: dict[ir.Term, object] = {}
@@ -120,7 +126,9 @@ class CompiledProgram:
         """The per-call evaluations of a checked video: spatial (terms, atoms) and temporal (formulas) over it."""
         small = _working_resolution(video, self.resolution)
         spatial = SpatialEvaluation(small, self.surrogate, self.prepared, self.ir.source_name)
-        temporal = TemporalEvaluation(spatial.atom, small, spatial.b, spatial.t, self.ir.source_name)
+        # `ask` sees the frames at full resolution: the VQA model's processor resizes them its own way.
+        asks = AskEvaluation(video, self.vqa, self.ask_frames) if self.has_asks else None
+        temporal = TemporalEvaluation(spatial.atom, small, spatial.b, spatial.t, self.ir.source_name, asks)
         return spatial, temporal
 
     def robustness(self, video: torch.Tensor, semantics: str | Semantics = "exact") -> dict[str, torch.Tensor]:

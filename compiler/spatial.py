@@ -115,7 +115,7 @@ class SpatialEvaluation:
                 return self._argument_keys(name, args)
             case ir.Compare(left=left, right=right):
                 return [("value", left), ("value", right)]
-        return []  # constants, snapshots (evaluated on their own frame), truth, ask
+        return []  # constants, snapshots (evaluated on their own frame), truth (asks: compiler/asks.py)
 
     def _compute(self, key: Key):
         what, node = key
@@ -196,12 +196,6 @@ class SpatialEvaluation:
                 return (y - x if op in ("<", "<=") else x - y).expand(full)
             case ir.Atom(name=name):
                 return _apply(self, formula, name).expand(full)
-            case ir.Ask(question=question):
-                raise ir.CompileError(
-                    f"`ask {question!r}`: VQA atoms are not yet supported by this backend",
-                    self.source_name,
-                    formula.span,
-                )
         raise TypeError(f"not an atom: {formula!r}")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from ruledsl.compiler import ir
+from ruledsl.compiler.asks import AskEvaluation
 from ruledsl.compiler.semantics import BIG, Exact, Semantics
 from ruledsl.dag import evaluate
 
@@ -55,8 +56,10 @@ class TemporalEvaluation:
         batch: int,
         frames: int,
         source_name: str,
+        asks: AskEvaluation | None = None,
     ):
         self.atoms = atoms
+        self.asks = asks  # margins of `ask` atoms (compiler/asks.py); None: the program has none
         self.like = like  # dtype and device of traces
         self.b, self.t = batch, frames
         self.source_name = source_name
@@ -86,6 +89,9 @@ class TemporalEvaluation:
         match f:
             case ir.And(children=children) | ir.Or(children=children):
                 return [(c, lo, hi, name) for c in children]
+            case ir.At(time=time, body=ir.Ask(per_frame=True) as body):  # one frame asked, not the window
+                k = frame_index(time, lo, hi, f"{self.source_name}: `at`")
+                return [(body, k, k, name)]
             case ir.Always(body=body) | ir.Eventually(body=body) | ir.Next(body=body) | ir.At(body=body):
                 return [(body, lo, hi, name)]
             case ir.Until(left=left, right=right) | ir.Release(left=left, right=right):
@@ -101,7 +107,9 @@ class TemporalEvaluation:
         got = [self.traces[k] for k in self._trace_inputs(key)]
         n = hi - lo + 1
         match f:
-            case ir.Truth() | ir.Atom() | ir.Compare() | ir.Ask():
+            case ir.Ask():
+                return self._ask(f, lo, hi)
+            case ir.Truth() | ir.Atom() | ir.Compare():
                 return self._atom(f)[:, lo : hi + 1]
             case ir.And():
                 return sem.min(torch.stack(got, -1), -1)
@@ -117,6 +125,8 @@ class TemporalEvaluation:
                 return sem.until(got[0], got[1])
             case ir.Release():
                 return sem.release(got[0], got[1])
+            case ir.At(body=ir.Ask(per_frame=True)):
+                return got[0].expand(self.b, n)
             case ir.At(time=time):
                 k = frame_index(time, lo, hi, f"{self.source_name}: `at`")
                 return got[0][:, k - lo : k - lo + 1].expand(self.b, n)
@@ -127,6 +137,17 @@ class TemporalEvaluation:
     def _atom(self, f: ir.Formula) -> torch.Tensor:
         margin = self.atoms(ir.positive(f))
         return -margin if getattr(f, "negated", False) else margin
+
+    def _ask(self, f: ir.Ask, lo: int, hi: int) -> torch.Tensor:
+        """Per frame: a margin per frame of the window; at video level: one clip margin, held over the window."""
+        if self.asks is None:
+            raise TypeError("an `ask` atom needs an AskEvaluation (compile the program with a VQA scorer)")
+        positive = ir.positive(f)
+        if f.per_frame:
+            margin = self.asks.frames(positive, lo, hi)
+        else:
+            margin = self.asks.clip(positive, lo, hi)[:, None].expand(self.b, hi - lo + 1)
+        return -margin if f.negated else margin
 
     # ---- blame: which frames break a rule (exact semantics, reporting only) --------------------
 
@@ -153,10 +174,16 @@ class TemporalEvaluation:
         exact = Exact()
         got = [self.blames[k] for k in self._blame_inputs(key)]
         out = self.like.new_full((self.b, self.t), BIG)
+        if isinstance(f, ir.Ask):  # per frame: the one frame asked about; a clip: every frame of its window
+            if f.per_frame:
+                out[:, t] = self.trace(f, t, t, exact)[:, 0]
+            else:
+                out[:, lo : hi + 1] = self.trace(f, lo, hi, exact)[:, :1]
+            return out
         value = self.trace(f, lo, hi, exact)[:, t - lo]
         satisfied = (value > 0)[:, None]
         match f:
-            case ir.Truth() | ir.Atom() | ir.Compare() | ir.Ask() | ir.Release():
+            case ir.Truth() | ir.Atom() | ir.Compare() | ir.Release():
                 out[:, t] = value
             case ir.And():
                 out = torch.stack(got).amin(0)

@@ -391,6 +391,13 @@ class Checker:
             return Type.COLOR
         if isinstance(node, ast.String):
             return Type.STRING
+        if isinstance(node, ast.Ask) and not node.question.strip():
+            self.error(
+                "E309",
+                "the question of `ask` is empty",
+                node.span,
+                'write a yes/no question about the video, e.g. `ask "Is the red agent on the green goal?"`',
+            )
         if isinstance(node, (ast.Bool, ast.Ask)):
             return Type.FORMULA
         if isinstance(node, ast.Name):

@@ -40,6 +40,12 @@ MODEL_HELP = (
 )
 DEVICE_HELP = "torch device for the model (cpu, cuda, cuda:1, ...); default: cuda when available, else cpu."
 DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 (on a GPU); LoRA weights stay float32."
+VLM_HELP = (
+    "A transformers image-text-to-text model folder (AutoModelForImageTextToText + AutoProcessor): "
+    "scores the program's `ask` atoms; needed only by programs that use `ask`."
+)
+VLM_DTYPE_HELP = "dtype of the frozen VLM: float32 (default), bfloat16 or float16 (on a GPU)."
+ASK_FRAMES_HELP = "Frames a video-level `ask` shows the VLM, spread over its window (default 4)."
 
 
 class OutputFormat(str, Enum):
@@ -199,6 +205,19 @@ def _compile_or_exit(program, **options):
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def _vlm_or_exit(path: Path | None, device, dtype: str | None):
+    """The VQA scorer of `--vlm` (None without it: compiling then names the rules that need one)."""
+    if path is None:
+        return None
+    from ruledsl.runtime.vqa import VLMLoadError, VLMScorer
+
+    try:
+        return VLMScorer.load(path, device=device, dtype=dtype)
+    except VLMLoadError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 @app.command("compile")
 def compile_(rule_file: Path = typer.Argument(..., help="A .rule file.")) -> None:
     """Print the lowered IR (negation normal form, folded constants): a debugging aid."""
@@ -228,6 +247,10 @@ def eval_(
     task: Path = typer.Option(
         None, "--task", help="A task folder: its metadata sets the program's params (e.g. `cell`), as in optimize."
     ),
+    vlm: Path = typer.Option(None, "--vlm", help=VLM_HELP),
+    vlm_dtype: str = typer.Option(None, "--vlm-dtype", help=VLM_DTYPE_HELP),
+    ask_frames: int = typer.Option(None, "--ask-frames", min=1, help=ASK_FRAMES_HELP),
+    device: str = typer.Option(None, "--device", help="torch device for the VLM (cuda when available, else cpu)."),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -239,14 +262,16 @@ def eval_(
         raise typer.Exit(EXIT_USAGE)
     params = _parse_params(param)
     params = {**_task_params_or_exit(program, task, video, set(params)), **params}
-    compiled = _compile_or_exit(program, temperature=temperature, params=params)
+    vqa = _vlm_or_exit(vlm, device, vlm_dtype)
+    compiled = _compile_or_exit(program, temperature=temperature, params=params, vqa=vqa, ask_frames=ask_frames)
+    from ruledsl.compiler.asks import VQAError
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
     try:
         frames = read_video(video)
         report = compiled(frames[None])
-    except (VideoReadError, VideoError, WindowError) as error:
+    except (VideoReadError, VideoError, WindowError, VQAError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     text = report.model_dump_json(indent=2)
@@ -335,6 +360,9 @@ def optimize(
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    vlm: Path = typer.Option(None, "--vlm", help=VLM_HELP),
+    vlm_dtype: str = typer.Option(None, "--vlm-dtype", help=VLM_DTYPE_HELP),
+    ask_frames: int = typer.Option(None, "--ask-frames", min=1, help=ASK_FRAMES_HELP),
 ) -> None:
     """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder.
 
@@ -374,7 +402,8 @@ def optimize(
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
-    compiled = _compile_or_exit(program, params=params)
+    vqa = _vlm_or_exit(vlm, generator.device, vlm_dtype)  # on the generator's device
+    compiled = _compile_or_exit(program, params=params, vqa=vqa, ask_frames=ask_frames)
     settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
     # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
     baseline = method in ("best-of-n", "noise")
