@@ -1,11 +1,16 @@
 """The `ruledsl` command line (typer).
 
 Exit codes everywhere: 0 success, 1 the program or video fails (errors, unmet
-rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video).
+rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video),
+3 an internal error (a bug in ruledsl): one line on stderr naming what failed and
+the log file that holds the traceback (`--debug` prints it instead), so a script
+never mistakes a crash for a verdict. 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
@@ -24,7 +29,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+# Text output shows this many diagnostics per file (the count of the rest follows); a generated
+# program can have tens of thousands. `--format json` always lists every one.
+MAX_SHOWN_DIAGNOSTICS = 200
+_options = {"debug": bool(os.environ.get("RULEDSL_DEBUG"))}
 
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
@@ -48,13 +57,18 @@ def _stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
-    """Render diagnostics with colour on a terminal (rich), plain text otherwise."""
+def print_diagnostics(diagnostics, source: Source, stream=None, limit: int = MAX_SHOWN_DIAGNOSTICS) -> None:
+    """Render diagnostics with colour on a terminal (rich), plain text otherwise; at most `limit`."""
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
-    for diagnostic in sorted(diagnostics, key=sort_key):
+    stream = stream or sys.stderr
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    ordered = sorted(diagnostics, key=sort_key)
+    for diagnostic in ordered[:limit]:
+        if not console.is_terminal:  # no styles to add: skip rich's layout (thousands of diagnostics)
+            stream.write(render_plain(diagnostic, source) + "\n\n")
+            continue
         text = Text(render_plain(diagnostic, source))
         style = "bold red" if diagnostic.is_error else "bold yellow"
         text.stylize(style, 0, text.plain.index(":"))
@@ -63,6 +77,8 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
         text.stylize(style, caret_line_start, caret_line_start + len(lines[4]))
         console.print(text)
         console.print()
+    if len(ordered) > limit:
+        stream.write(f"... and {len(ordered) - limit} more (all of them: `ruledsl check --format json`)\n\n")
 
 
 @app.command()
@@ -123,15 +139,35 @@ def fmt(
             changed.append(path)
         if write:
             if formatted != source.text:
-                tmp = path.with_name(path.name + ".fmt-tmp")
-                tmp.write_text(formatted, encoding="utf-8")
-                tmp.replace(path)  # atomic: never leaves a half-written program
+                _rewrite(path, formatted)
         elif not check_only:
             sys.stdout.write(formatted)
     if check_only:
         for path in changed:
             _stderr(f"{path}: would be reformatted")
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace a file's contents atomically (write a sibling, then rename over it), through a
+    symbolic link to its target, keeping the file's permission bits."""
+    import tempfile
+
+    target = Path(os.path.realpath(path))
+    tmp = None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".fmt-tmp")
+        tmp = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)  # atomic: never leaves a half-written program
+    except OSError as error:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        _stderr(f"error: cannot rewrite {path}: {error.strerror or error}; the file is unchanged")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load_or_exit(path: Path, exit_code: int):
@@ -536,5 +572,46 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     console.print(f"{verdict}; total loss {float(report.loss):.4f}")
 
 
-def main() -> None:
-    app()
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help="On an internal error, print the traceback here instead of to a log file."
+    ),
+) -> None:
+    """Options for every command."""
+    if debug:
+        _options["debug"] = True
+
+
+def _internal_error(error: BaseException, argv: list[str]) -> int:
+    """One line on stderr for a crash; the traceback with --debug, else in a log file it names."""
+    import tempfile
+    import traceback
+
+    what = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    details = "".join(traceback.format_exception(error))
+    if _options["debug"]:
+        sys.stderr.write(details)
+        _stderr(f"internal error (a bug in ruledsl, exit {EXIT_INTERNAL}): {what}")
+        return EXIT_INTERNAL
+    try:
+        handle, log = tempfile.mkstemp(prefix="ruledsl-crash-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(f"ruledsl {' '.join(argv)}\npython {sys.version}\n\n{details}")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "no log file could be written"
+    _stderr(f"internal error (a bug in ruledsl, exit {EXIT_INTERNAL}): {what}; {where}; rerun with --debug to see it")
+    return EXIT_INTERNAL
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: typer's app, with every unexpected exception turned into exit 3."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name="ruledsl")
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        sys.exit(130)
+    except Exception as error:  # the last resort: anything a command did not turn into a clear error
+        sys.exit(_internal_error(error, argv))

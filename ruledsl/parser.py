@@ -4,6 +4,12 @@ The grammar lives in grammars/rule.lark (package `ruledsl.grammars`); this modul
 turns lark's tree into immutable nodes with spans, and lark's errors into E1xx
 diagnostics that say what was expected ("a rule role `goal` or `process`"), not
 terminal names.
+
+Deep input never recurses: lark's LALR parser keeps its own stack, the tree becomes the
+AST in a loop (Transformer_NonRecursive), and a program nested deeper than
+`ast.MAX_NESTING` levels is refused here (E104) so that every later pass (checker,
+formatter, compiler) can recurse over genuine nesting. Chains like `a and b and ...`
+do not count as nesting, however long: see `ast.nesting_depth`.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from ruledsl import ast
@@ -44,7 +50,32 @@ def parse(source: Source) -> ast.Program:
         tree = _lark().parse(source.text)
     except UnexpectedInput as error:
         raise ParseError(_syntax_diagnostic(error, source)) from None
-    return _ToAst(source).transform(tree)
+    return to_ast(tree, source)
+
+
+def to_ast(tree: Tree, source: Source) -> ast.Program:
+    """lark's tree -> the AST; raises ParseError (E104) for nesting deeper than ast.MAX_NESTING."""
+    program: ast.Program = _ToAst(source).transform(tree)
+    for statement in program.statements:
+        for part in ast.children(statement):
+            depth, culprit = ast.nesting_depth(part)
+            if culprit is not None:
+                raise ParseError(
+                    Diagnostic(
+                        "E104",
+                        f"expression nested deeper than {ast.MAX_NESTING} levels",
+                        _start_span(culprit.span, source),
+                        "split it: declare parts as regions or objects, or write rules separately; "
+                        "long chains like `a and b and c` are fine, deep parentheses and "
+                        "`not not ...` are not",
+                    )
+                )
+    return program
+
+
+def _start_span(span: Span, source: Source) -> Span:
+    """The first character of `span`: the caret points where the too-deep part begins."""
+    return source.span_at(span.start, min(span.end, span.start + 1))
 
 
 # ---- lark tree -> AST ------------------------------------------------------------------------
@@ -83,7 +114,7 @@ def _time(token: Token) -> ast.Time:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, source: Source):
         super().__init__()
         self.source = source
