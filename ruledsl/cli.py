@@ -608,6 +608,7 @@ def _internal_error(error: BaseException, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: typer's app, with every unexpected exception turned into exit 3."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _options["debug"] = bool(os.environ.get("RULEDSL_DEBUG"))  # `--debug` sets it again while parsing
     try:
         app(args=argv, prog_name="ruledsl")
     except KeyboardInterrupt:
