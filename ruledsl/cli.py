@@ -397,10 +397,13 @@ def extract(
     if output is not None and output.exists() and not force:
         _stderr(f"error: {output} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
+    from ruledsl.source import read_bounded
+    from ruledsl.teacher.extract import MAX_INPUT_CHARS
+
     try:
-        data = raw.read_bytes()
-    except OSError as error:
-        _stderr(f"error: {raw}: cannot read ({error.strerror or error})")
+        data = read_bounded(raw, 4 * MAX_INPUT_CHARS, "a model's answer (text)")  # UTF-8: 4 bytes a character at most
+    except SourceError as error:
+        _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
         result = pull(data.decode("utf-8", errors="replace"), name=str(output or raw))

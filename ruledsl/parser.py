@@ -331,11 +331,11 @@ _PREFIX_WORDS = {"always", "eventually", "next", "during", "forall", "exists", "
 
 
 def _previous_word(text: str, offset: int) -> str:
-    head = text[:offset].rstrip()
-    end = len(head)
-    while head and (head[-1].isalnum() or head[-1] == "_"):
-        head = head[:-1]
-    return text[len(head) : end]
+    end = len(text[:offset].rstrip())
+    start = end
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):  # indices: a long word stays linear
+        start -= 1
+    return text[start:end]
 
 
 def _token_words(token: Token) -> str:

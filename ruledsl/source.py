@@ -96,11 +96,9 @@ def file_kind(mode: int) -> str | None:
     return "not a regular file"
 
 
-def read_source(path: str | Path) -> Source:
-    """Read a .rule file: UTF-8, at most MAX_SOURCE_BYTES, with a clear reason otherwise.
-
-    Regular files and pipes (`ruledsl check <(generate)`) are read, at most one byte past the
-    limit; devices, sockets and directories are refused (`/dev/zero` would never end)."""
+def read_bounded(path: str | Path, limit: int, expected: str) -> bytes:
+    """The bytes of a regular file or a pipe (`<(generate)`), at most `limit`; a directory, a
+    device or a socket is refused (`/dev/zero` would never end), as is anything longer."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -109,18 +107,22 @@ def read_source(path: str | Path) -> Source:
     except OSError as error:
         raise SourceError(f"{path}: cannot read ({error.strerror or error})") from error
     kind = file_kind(mode)
-    if kind == "a directory":
-        raise SourceError(f"{path}: is a directory, expected a .rule file")
     if kind is not None and not stat.S_ISFIFO(mode):
-        raise SourceError(f"{path}: is {kind}, expected a .rule file")
+        raise SourceError(f"{path}: is {kind}, expected {expected}")
     try:
         with open(path, "rb") as stream:
-            data = stream.read(MAX_SOURCE_BYTES + 1)
+            data = stream.read(limit + 1)
     except OSError as error:
         raise SourceError(f"{path}: cannot read ({error.strerror or error})") from error
-    if len(data) > MAX_SOURCE_BYTES:
+    if len(data) > limit:
         size = f"{os.stat(path).st_size} bytes" if kind is None else "more than that"
-        raise SourceError(f"{path}: {size} is over the {MAX_SOURCE_BYTES}-byte limit for a rule file")
+        raise SourceError(f"{path}: {size} is over the {limit}-byte limit for {expected}")
+    return data
+
+
+def read_source(path: str | Path) -> Source:
+    """Read a .rule file: UTF-8, at most MAX_SOURCE_BYTES, with a clear reason otherwise."""
+    data = read_bounded(path, MAX_SOURCE_BYTES, "a .rule file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

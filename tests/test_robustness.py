@@ -260,6 +260,8 @@ def test_fifo_or_device_as_video_is_refused_not_waited_on(tmp_path):
     os.mkfifo(folder / "00000.png")
     with pytest.raises(VideoReadError, match="FIFO"):
         read_frames(folder)
+    result = runner.invoke(cli.app, ["extract", "/dev/zero"])  # a model answer from a device: read forever before
+    assert result.exit_code == 2 and "character device" in result.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -297,6 +299,19 @@ def test_rendering_many_diagnostics_builds_the_line_index_once(monkeypatch):
     rendered = render_text(result.diagnostics, result.source)
     assert rendered.count("error[E202]") == 4999
     assert len(builds) == 1  # one pass over the text for all 5,000 diagnostics (was a split per diagnostic)
+
+
+def test_text_output_shows_a_bounded_number_of_diagnostics(tmp_path, capsys):
+    path = tmp_path / "dup.rule"
+    path.write_text(
+        "region goal = box(0, 0, 1, 1)\n" * 500 + "object agent = color(#ff0000)\n" + f"goal g: at end {ATOM}\n"
+    )
+    code, _, err = run_main(capsys, "check", path)
+    assert code == 1
+    assert err.count("error[E202]") == cli.MAX_SHOWN_DIAGNOSTICS
+    assert "... and 299 more (all of them: `ruledsl check --format json`)" in err
+    code, out, _ = run_main(capsys, "check", "--format", "json", path)
+    assert out.count('"E202"') == 499
 
 
 def test_a_long_line_is_shown_as_a_window_around_the_caret():
