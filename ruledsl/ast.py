@@ -13,7 +13,7 @@ MAX_NESTING.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 
 from ruledsl.source import Span
@@ -263,14 +263,15 @@ class Program(Node):
     span: Span = _span()
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.compare)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _compared_fields(node: Node) -> tuple[str, ...]:
-    """The structural fields (spans excluded), in declaration order."""
-    return _field_names(type(node))
+def _compared_fields(node: object) -> tuple[str, ...]:
+    """The structural fields of a node (spans excluded), in declaration order."""
+    cls = type(node)
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in fields(node) if f.compare)  # type: ignore[arg-type]
+    return _FIELD_NAMES[cls]
 
 
 def children(node: Node) -> list[Node]:
@@ -330,9 +331,10 @@ def _tree_hash(node: Node) -> int:
 # Nodes whose left operand continues a chain (`a and b and c`, `a + b - c`, `a | b | c`): the
 # recursive passes loop down a chain's left spine, so those edges add no nesting.
 CHAINS = (And, Or, Binary)
+Chain = And | Or | Binary
 
 
-def left_spine(node: Node, until: dict | set = frozenset()) -> list[Node]:
+def left_spine(node: Chain, until: Collection[int] = ()) -> list[Chain]:
     """`node` and its left operands while they are chain nodes whose id is not in `until`, top first."""
     spine = [node]
     while isinstance(spine[-1].left, CHAINS) and id(spine[-1].left) not in until:

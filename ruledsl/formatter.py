@@ -56,7 +56,7 @@ def _time(time: ast.Time) -> str:
 _STARTS_WITH_STATEMENT_KEYWORD = re.compile(r"(task|param|object|region|image|objects|goal|process)(?![A-Za-z0-9_])")
 
 
-def _slots(node: ast.Node) -> tuple[int, int]:
+def _slots(node: ast.Chain) -> tuple[int, int]:
     """Binding strength required of a chain node's left and right operands."""
     if isinstance(node, ast.Binary):
         level = ADD if node.op in "+-|" else MUL
@@ -64,11 +64,11 @@ def _slots(node: ast.Node) -> tuple[int, int]:
     return (OR, AND) if isinstance(node, ast.Or) else (AND, UNTIL)
 
 
-def _operator(node: ast.Node) -> str:
+def _operator(node: ast.Chain) -> str:
     return node.op if isinstance(node, ast.Binary) else ("or" if isinstance(node, ast.Or) else "and")
 
 
-def _chain(node: ast.Node) -> str:
+def _chain(node: ast.Chain) -> str:
     """A chain node's text, built along its left spine (bottom up) without recursing down it."""
     spine = ast.left_spine(node)
     parts = [expr(spine[-1].left, _slots(spine[-1])[0])]

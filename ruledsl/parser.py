@@ -64,7 +64,7 @@ def to_ast(tree: Tree, source: Source) -> ast.Program:
                     Diagnostic(
                         "E104",
                         f"expression nested deeper than {ast.MAX_NESTING} levels",
-                        _start_span(culprit.span, source),
+                        _start_span(culprit.span, source),  # type: ignore[attr-defined]
                         "split it: declare parts as regions or objects, or write rules separately; "
                         "long chains like `a and b and c` are fine, deep parentheses and "
                         "`not not ...` are not",

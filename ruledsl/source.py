@@ -96,16 +96,22 @@ def file_kind(mode: int) -> str | None:
     return "not a regular file"
 
 
+def stat_mode(path: Path, error: type[Exception] | None = None, missing: str = "no such file") -> int:
+    """The file's mode (links followed), or `error` (SourceError by default) in words."""
+    error = error or SourceError
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except OSError as failure:
+        raise error(f"{path}: cannot read ({failure.strerror or failure})") from failure
+
+
 def read_bounded(path: str | Path, limit: int, expected: str) -> bytes:
     """The bytes of a regular file or a pipe (`<(generate)`), at most `limit`; a directory, a
     device or a socket is refused (`/dev/zero` would never end), as is anything longer."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such file") from None
-    except OSError as error:
-        raise SourceError(f"{path}: cannot read ({error.strerror or error})") from error
+    mode = stat_mode(path)
     kind = file_kind(mode)
     if kind is not None and not stat.S_ISFIFO(mode):
         raise SourceError(f"{path}: is {kind}, expected {expected}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ruledsl.source import file_kind
+from ruledsl.source import file_kind, stat_mode
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -81,12 +81,7 @@ class FrameBudget:
 
 
 def _require_regular_file(path: Path) -> None:
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise VideoReadError(f"{path}: no such file or folder") from None
-    except OSError as error:
-        raise VideoReadError(f"{path}: cannot read ({error.strerror or error})") from error
+    mode = stat_mode(path, VideoReadError, "no such file or folder")
     if not stat.S_ISREG(mode):
         raise VideoReadError(f"{path}: is {file_kind(mode)}, not a regular file")
 

@@ -88,7 +88,8 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
         if line_end == -1:  # a fence on the last line has no body
             break
         info = text[opening.end() : line_end]
-        language = _INFO_LANGUAGE.match(info).group(1)
+        match = _INFO_LANGUAGE.match(info)  # always matches (all optional)
+        language = match.group(1) if match else ""
         closing = text.find(mark, line_end + 1)
         end = len(text) if closing == -1 else closing
         blocks.append((language, text[line_end + 1 : end]))
