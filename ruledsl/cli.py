@@ -4,7 +4,8 @@ Exit codes everywhere: 0 success, 1 the program or video fails (errors, unmet
 rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video),
 3 an internal error (a bug in ruledsl): one line on stderr naming what failed and
 the log file that holds the traceback (`--debug` prints it instead), so a script
-never mistakes a crash for a verdict. 130 after Ctrl-C.
+never mistakes a crash for a verdict. An OSError no command handled (a full disk,
+a permission) is exit 2 the same way. 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -586,8 +587,9 @@ def _global_options(
         _options["debug"] = True
 
 
-def _internal_error(error: BaseException, argv: list[str]) -> int:
-    """One line on stderr for a crash; the traceback with --debug, else in a log file it names."""
+def _report_crash(error: BaseException, argv: list[str], code: int, kind: str) -> int:
+    """One line on stderr for an exception no command handled; the traceback with --debug,
+    else in a log file the line names. Returns the exit code."""
     import tempfile
     import traceback
 
@@ -595,8 +597,8 @@ def _internal_error(error: BaseException, argv: list[str]) -> int:
     details = "".join(traceback.format_exception(error))
     if _options["debug"]:
         sys.stderr.write(details)
-        _stderr(f"internal error (a bug in ruledsl, exit {EXIT_INTERNAL}): {what}")
-        return EXIT_INTERNAL
+        _stderr(f"{kind} (exit {code}): {what}")
+        return code
     try:
         handle, log = tempfile.mkstemp(prefix="ruledsl-crash-", suffix=".log")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -604,12 +606,13 @@ def _internal_error(error: BaseException, argv: list[str]) -> int:
         where = f"traceback in {log}"
     except OSError:
         where = "no log file could be written"
-    _stderr(f"internal error (a bug in ruledsl, exit {EXIT_INTERNAL}): {what}; {where}; rerun with --debug to see it")
-    return EXIT_INTERNAL
+    _stderr(f"{kind} (exit {code}): {what}; {where}; rerun with --debug to see it")
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console entry point: typer's app, with every unexpected exception turned into exit 3."""
+    """The console entry point: typer's app, with an unhandled OSError turned into exit 2 and any
+    other unexpected exception into exit 3 (one line each; see `_report_crash`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _options["debug"] = bool(os.environ.get("RULEDSL_DEBUG"))  # `--debug` sets it again while parsing
     try:
@@ -617,5 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _stderr("interrupted")
         sys.exit(130)
+    except OSError as error:  # a full disk, a permission, a missing folder: an I/O problem, not a bug
+        sys.exit(_report_crash(error, argv, EXIT_USAGE, "I/O error"))
     except Exception as error:  # the last resort: anything a command did not turn into a clear error
-        sys.exit(_internal_error(error, argv))
+        sys.exit(_report_crash(error, argv, EXIT_INTERNAL, "internal error, a bug in ruledsl"))

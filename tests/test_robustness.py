@@ -383,7 +383,7 @@ def test_internal_error_is_exit_3_one_line_and_a_log_file(tmp_path, capsys, monk
         raise RuntimeError("injected fault")
 
     monkeypatch.setattr(cli, "check_source", broken)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the crash log goes here
     path = tmp_path / "ok.rule"
     path.write_text(HEAD + f"goal g: at end {ATOM}\n")
     code, out, err = run_main(capsys, "check", path)
@@ -395,6 +395,15 @@ def test_internal_error_is_exit_3_one_line_and_a_log_file(tmp_path, capsys, monk
     assert "Traceback" in log.read_text() and "injected fault" in log.read_text()
     code, _, err = run_main(capsys, "--debug", "check", path)
     assert code == 3 and "Traceback" in err and "injected fault" in err
+
+
+def test_unhandled_os_error_is_exit_2_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the log goes here
+    answer = tmp_path / "answer.txt"
+    answer.write_text(fence(PROGRAM))
+    code, _, err = run_main(capsys, "extract", answer, "-o", tmp_path / "no" / "such" / "folder" / "out.rule")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("I/O error (exit 2): FileNotFoundError") and "ruledsl-crash-" in err
 
 
 def test_verdicts_and_usage_errors_keep_their_exit_codes(tmp_path, capsys):
