@@ -57,13 +57,13 @@ def test_random_text_in_the_language_alphabet(text):
     run_front_end(text)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=40, **SETTINGS)
 @given(st.data())
 def test_programs_derived_from_the_grammar(data):
     run_front_end(grammar_program(drawing(data)))
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=40, **SETTINGS)
 @given(st.data())
 def test_well_typed_programs_check_clean_and_format(data):
     text = typed_program(drawing(data))
@@ -72,7 +72,7 @@ def test_well_typed_programs_check_clean_and_format(data):
     run_front_end(text)
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(st.data())
 def test_mutated_examples(data):
     run_front_end(mutated_example(drawing(data)))
