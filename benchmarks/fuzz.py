@@ -276,6 +276,22 @@ def run_cli(seed: int, count: int, timeout: float) -> dict:
     return {"runs": count, "exit codes": dict(counts), "bad": bad}
 
 
+def cause(result: dict) -> str:
+    """`phase: ExceptionType in file:function` (the innermost frame of ruledsl's own code), or the
+    phase and detail."""
+    import re
+
+    detail = result.get("detail") or ""
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', result.get("traceback") or "")
+    where = ""
+    ours = [f for f in frames if f[0].startswith(str(ROOT)) and "benchmarks" not in f[0]] or frames
+    if ours:
+        path, function = ours[-1]
+        where = f" in {path.replace(str(ROOT) + '/', '')}:{function}"
+    kind = detail.split(":")[0] if result.get("traceback") else detail
+    return f"{result.get('phase', 'hang')}: {kind}{where}"
+
+
 def summarize(results: list[dict], seconds: float) -> dict:
     by_kind = collections.defaultdict(collections.Counter)
     for r in results:
@@ -295,6 +311,10 @@ def summarize(results: list[dict], seconds: float) -> dict:
         "fmt property failures": phases.get("fmt", 0),
         "evaluated programs": sum(r["outcome"] == "evaluated" for r in results),
         "failures by phase": dict(phases),
+        "failures by cause": dict(collections.Counter(cause(r) for r in failures).most_common()),
+        "failing inputs by cause (first 20)": {
+            c: [r["done"] for r in failures if cause(r) == c][:20] for c in {cause(r) for r in failures}
+        },
         "outcomes by kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
         "examples": [
             {
