@@ -6,11 +6,16 @@
 
 Where things are: `ir.py` (IR and lowering, no torch), `semantics.py` (the one
 exact/smooth min-max dispatch), `primitives.py` (masks, measures, margins),
-`program.py` (evaluation, windows, blame), `report.py` (pydantic results),
+`spatial.py` (terms and atom margins per frame), `temporal.py` (formulas over
+windows, blame), `program.py` (CompiledProgram: input checks, one call's evaluation,
+reports), `report.py` (pydantic results),
 `video_io.py` (reading videos for `ruledsl eval`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
 
 from ruledsl.checker import CheckedProgram
 
@@ -23,34 +28,32 @@ def compile_program(
     surrogate: float | None = 2.0,
     resolution: int | None = 256,
     params: dict | None = None,
+    allow_paths: Iterable[str | Path] | None = None,
 ):
     """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs.
 
-    `params` overrides numeric `param` values for this compilation (e.g. a task's cell size).
+    `params` overrides numeric `param` values for this compilation (e.g. a task's cell size); the
+    values are checked like the declarations they replace. `allow_paths`: folders besides the
+    program's own that `file()` may read (default: those the program was checked with).
     """
     from ruledsl.compiler import ir
     from ruledsl.compiler.program import CompiledProgram
 
     program = ir.lower(checked, params or {})
-    for rule in program.rules:
-        _reject_ask(rule.formula, program)
+    for node in ir.walk(program):
+        if isinstance(node, ir.Ask):
+            raise ir.CompileError(
+                f"`ask {node.question!r}`: VQA atoms are not yet supported by this backend "
+                "(they parse and type-check; a VQA backend will lower them)",
+                program.source_name,
+                node.span,
+            )
     return CompiledProgram(
-        program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate, resolution=resolution
+        program,
+        temperature=temperature,
+        margin=margin,
+        scale=scale,
+        surrogate=surrogate,
+        resolution=resolution,
+        allow_paths=checked.allow_paths if allow_paths is None else allow_paths,
     )
-
-
-def _reject_ask(formula, program) -> None:
-    from ruledsl.compiler import ir
-
-    if isinstance(formula, ir.Ask):
-        raise ir.CompileError(
-            f"`ask {formula.question!r}`: VQA atoms are not yet supported by this backend "
-            "(they parse and type-check; a VQA backend will lower them)",
-            program.source_name,
-            formula.span,
-        )
-    for value in vars(formula).values():
-        children = value if isinstance(value, tuple) else (value,)
-        for child in children:
-            if isinstance(child, ir.Formula):
-                _reject_ask(child, program)

@@ -10,6 +10,7 @@ a permission) is exit 2 the same way. 130 after Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -20,6 +21,7 @@ import typer
 
 from ruledsl.checker import check as check_source
 from ruledsl.diagnostics import render_json, render_plain, sort_key
+from ruledsl.runtime.settings import Budget, Settings  # no torch: the optimizer's defaults, read by the options
 from ruledsl.source import Source, SourceError, read_source
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 # Text output shows this many diagnostics per file (the count of the rest follows); a generated
 # program can have tens of thousands. `--format json` always lists every one.
 MAX_SHOWN_DIAGNOSTICS = 200
@@ -41,9 +44,18 @@ from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its c
 app.add_typer(tasks_app, name="tasks")
 
 
+MODEL_HELP = (
+    "A reasoner folder, or a diffusers image-to-video pipeline folder (Wan, CogVideoX, LTX; save_pretrained "
+    "layout, detected from model_index.json); default: the built-in reasoner."
+)
+DEVICE_HELP = "torch device for the model (cpu, cuda, cuda:1, ...); default: cuda when available, else cpu."
+DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 (on a GPU); LoRA weights stay float32."
+
+
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"
 
 
 def _read_or_exit(path: Path) -> Source:
@@ -86,12 +98,16 @@ def print_diagnostics(diagnostics, source: Source, stream=None, limit: int = MAX
 def check(
     files: list[Path] = typer.Argument(..., help="One or more .rule files."),
     format: OutputFormat = typer.Option(
-        OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."
+        OutputFormat.text,
+        "--format",
+        "-f",
+        help="text (for people), json (one object per diagnostic) or sarif (SARIF 2.1.0, for code scanning).",
     ),
 ) -> None:
     """Parse and type-check rule programs; report every error with file:line:col, code and hint."""
     worst = EXIT_OK
     all_json = []
+    all_checked = []  # (source, diagnostics) per file, for SARIF
     for path in files:
         source = _read_or_exit(path)
         checked = check_source(source)
@@ -99,6 +115,8 @@ def check(
             import json
 
             all_json.extend(json.loads(render_json(checked.diagnostics, source)))
+        elif format is OutputFormat.sarif:
+            all_checked.append((source, checked.diagnostics))
         elif checked.diagnostics:
             print_diagnostics(checked.diagnostics, source)
         errors, warnings = len(checked.errors), len(checked.warnings)
@@ -115,6 +133,10 @@ def check(
         import json
 
         print(json.dumps(all_json, indent=2))
+    elif format is OutputFormat.sarif:
+        from ruledsl.sarif import render_sarif
+
+        print(render_sarif(all_checked))
     raise typer.Exit(worst)
 
 
@@ -171,6 +193,26 @@ def _rewrite(path: Path, text: str) -> None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+@app.command()
+def lsp(
+    stdio: bool = typer.Option(
+        False, "--stdio", help="Speak LSP over stdin/stdout: the only transport, and the default (editors pass it)."
+    ),
+    debounce: float = typer.Option(
+        0.2, "--debounce", min=0.0, help="Seconds after the last edit before the document is checked again."
+    ),
+    log_file: Path = typer.Option(None, "--log-file", help="Write the server's debug log here."),
+) -> None:
+    """Language server for .rule files (LSP over stdio): diagnostics as you type, hover, completion, navigation, rename, formatting."""
+    if log_file is not None:
+        import logging
+
+        logging.basicConfig(filename=log_file, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    from ruledsl.lsp.server import main as serve
+
+    serve(debounce)
+
+
 def _load_or_exit(path: Path, exit_code: int):
     """A checked program, or its diagnostics on stderr and `exit_code`."""
     from ruledsl import RuleProgram
@@ -220,6 +262,9 @@ def eval_(
         0.05, "--temperature", min=1e-6, help="Smooth-semantics temperature (affects the loss column only)."
     ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE (repeatable)."),
+    task: Path = typer.Option(
+        None, "--task", help="A task folder: its metadata sets the program's params (e.g. `cell`), as in optimize."
+    ),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -229,7 +274,9 @@ def eval_(
     if out is not None and out.exists() and not force:
         _stderr(f"error: {out} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
-    compiled = _compile_or_exit(program, temperature=temperature, params=_parse_params(param))
+    params = _parse_params(param)
+    params = {**_task_params_or_exit(program, task, video, set(params)), **params}
+    compiled = _compile_or_exit(program, temperature=temperature, params=params)
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
@@ -247,6 +294,33 @@ def eval_(
     else:
         _print_report_table(report, rule_file, video)
     raise typer.Exit(EXIT_OK if bool(report.satisfied.all()) else EXIT_FAIL)
+
+
+def _task_params_or_exit(program, task: Path | None, video: Path, given: set[str]) -> dict[str, float]:
+    """Params from `--task`'s metadata; without `--task`, warn when the video sits in a task folder whose
+    metadata would set a param that is left at its declared default (a silent wrong verdict otherwise)."""
+    from ruledsl.tasks.layout import TaskFolderError, read_task, task_params
+
+    declared = {name for name, value in program.checked.constants.items() if isinstance(value, float)}
+    if task is not None:
+        try:
+            return task_params(read_task(task), declared)
+        except TaskFolderError as error:
+            _stderr(f"error: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
+    folder = video if video.is_dir() else video.parent
+    if (folder / "metadata.json").is_file() and (folder / "first_frame.png").is_file():
+        try:
+            found = task_params(read_task(folder), declared - given)
+        except TaskFolderError:
+            return {}
+        for name, value in sorted(found.items()):
+            declared_value = program.checked.constants[name]
+            _stderr(
+                f"warning: param `{name}` keeps its declared default {declared_value:g}, but the task in {folder} "
+                f"sets it to {value:.6g}; pass --task {folder} (or --param {name}=...)"
+            )
+    return {}
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:
@@ -272,73 +346,145 @@ def optimize(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run folder: base.mp4, best.mp4, best.gif, report.json, curves.png, lora.safetensors."
     ),
-    model: Path = typer.Option(
-        None, "--model", help="A reasoner folder (save_pretrained); default: the built-in reasoner."
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    sample_steps: int = typer.Option(
+        None, "--sample-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
     ),
-    method: str = typer.Option("lora", "--method", help="lora, best-of-n or noise."),
+    method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
-        16,
+        Budget.steps,
         "--steps",
         min=0,
         help="Optimization steps (lora, noise); best-of-n and noise default to the NFE of this many LoRA steps.",
     ),
-    seconds: float = typer.Option(None, "--time", help="Wall-time budget in seconds."),
-    nfe: float = typer.Option(None, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."),
-    seed: int = typer.Option(0, "--seed"),
-    lr: float = typer.Option(3e-3, "--lr"),
-    rank: int = typer.Option(8, "--rank", min=1),
-    grad_steps: int = typer.Option(2, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."),
+    seconds: float = typer.Option(Budget.seconds, "--time", help="Wall-time budget in seconds."),
+    nfe: float = typer.Option(
+        Budget.nfe, "--nfe", help="Budget in denoiser forward-equivalents (a backward counts 2)."
+    ),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    lr: float = typer.Option(Settings.lr, "--lr"),
+    rank: int = typer.Option(Settings.rank, "--rank", min=1),
+    grad_steps: int = typer.Option(
+        Settings.grad_steps, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
-    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder."""
+    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder.
+
+    The run's state is saved after every step: after Ctrl-C, a kill or a crash, `--resume` continues it."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
-    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
-    from ruledsl.runtime.loop import METHODS, Budget, Settings, nfe_budget_for
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
+    from ruledsl.runtime.loop import METHODS, ResumeMismatchError, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
-    from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
+    from ruledsl.runtime.run import (
+        CheckpointWriter,
+        RunFolderError,
+        check_out_folder,
+        load_resume,
+        manifest_fields,
+        resume_conflicts,
+        run_manifest,
+        start_run,
+        task_params,
+        write_run,
+    )
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if method not in METHODS:
         _stderr(f"error: unknown --method {method!r}; choose from {', '.join(METHODS)}")
         raise typer.Exit(EXIT_USAGE)
     try:
-        check_out_folder(out, force, resume)
+        check_out_folder(out, force, resume, task)  # before any work: a bad --out is found now, not at the end
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model)
-    except (RunExistsError, TaskFolderError, FileNotFoundError) as error:
+        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
+        state = load_resume(out) if resume else None
+        manifest = run_manifest(out) if resume else None
+    except (RunFolderError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
     compiled = _compile_or_exit(program, params=params)
     settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
-    if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
+    # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
+    baseline = method in ("best-of-n", "noise")
+    if baseline and nfe is None:
         nfe = nfe_budget_for(generator, settings, steps)
-    budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
-    state = load_resume(out) if resume else None
-    if state is not None and state["method"] != method:
-        _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
+    budget = Budget(steps=10**9 if baseline and nfe is not None else steps, seconds=seconds, nfe=nfe)
+    model_name = str(model or "built-in reasoner")
+    conflicts = resume_conflicts(manifest, settings) if manifest is not None else []
+    if conflicts:
+        _stderr(
+            f"error: {out} was run with other settings: {'; '.join(conflicts)}; resume it with the run's "
+            "settings (budgets may differ), or pass --force instead of --resume to start it over"
+        )
         raise typer.Exit(EXIT_USAGE)
-    result = _run_with_display(
-        lambda on_step: run_optimize(
-            compiled, condition_from_task(folder), generator, budget, settings, on_step=on_step, resume=state
-        ),
-        compiled,
-    )
-    report = write_run(
-        out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params
-    )
+    try:
+        if not resume:
+            start_run(out, force, manifest_fields(settings, str(rule_file), str(task), model_name))
+        elif state is None:
+            _stderr(f"note: {out} has no saved step yet; starting the run from its base sample")
+        with _termination_as_interrupt():
+            result = _run_with_display(
+                lambda on_step: run_optimize(
+                    compiled,
+                    condition_from_task(folder),
+                    generator,
+                    budget,
+                    settings,
+                    on_step=on_step,
+                    resume=state,
+                    checkpoint=CheckpointWriter(out),
+                ),
+                compiled,
+            )
+        report = write_run(out, result, str(rule_file), str(task), model_name, settings, budget, params)
+    except ResumeMismatchError as error:
+        _stderr(f"error: cannot resume {out}: {error}; pass --force instead of --resume to start it over")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:  # before the base sample was judged (later ones are kept by the loop)
+        _stderr(f"interrupted before the first sample; nothing saved yet (--resume {out} starts the run)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (RunFolderError, OSError) as error:
+        _stderr(f"error: writing the run to {out}: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
     print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
         + (", lora.safetensors" if result.lora else "")
+        + ("; continue it with --resume" if report.interrupted else "")
     )
     raise typer.Exit(EXIT_OK if report.solved_after else EXIT_FAIL)
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (preemption) and SIGHUP (a closed terminal) stop the run like Ctrl-C: the best so far is
+    written. (SIGKILL cannot be caught; the per-step checkpoint covers it.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_with_display(run, compiled):
@@ -362,6 +508,71 @@ def _run_with_display(run, compiled):
 
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         return run(lambda step, report: live.update(render(step, report)))
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for results.jsonl, summary.json, table.md, plots, index.html."
+    ),
+    split: str = typer.Option("test", "--split", help="Task split: train, test or ood."),
+    n: int = typer.Option(10, "--n", min=1, help="Instances per family."),
+    seed: int = typer.Option(0, "--seed", help="The split's instance stream, as in `tasks generate`."),
+    budget: list[float] = typer.Option([400.0], "--budget", help="An NFE budget (repeatable; one run covers all)."),
+    methods: str = typer.Option("base,best-of-n,lora-v1", "--methods", help="Comma-separated methods."),
+    families: str = typer.Option("", "--families", help="Comma-separated families (default: all)."),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
+) -> None:
+    """Compare methods at equal NFE on held-out instances, judged by the independent task scorers."""
+    import os
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ruledsl.runtime.bench import BenchConfig, BenchError, parse_methods, run_bench, table_markdown
+
+    try:
+        config = BenchConfig(
+            out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
+            families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
+            engine=engine, address=address, model=str(model) if model else None, steps=steps, device=device,
+            dtype=dtype,
+        )  # fmt: skip
+        columns = (
+            TextColumn("instances"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("bench", total=None)
+
+            def progress(finished: int, total: int, skipped: int) -> None:
+                bar.update(task, completed=finished, total=total)
+                if finished == 0 and skipped:
+                    bar.console.print(f"resuming: {skipped} finished instance(s) skipped")
+
+            summary = run_bench(config, resume=resume, force=force, progress=progress)
+    except BenchError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(table_markdown(summary))
+    print(f"wrote {out}/: results.jsonl, summary.json, table.md, success_vs_nfe.png, per_family.png, index.html")
 
 
 @app.command()
@@ -508,17 +719,19 @@ def reasoner_info(
 def reasoner_sample(
     task: Path = typer.Argument(..., help="A task folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif or a folder)."),
-    seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(8, "--steps", min=1),
-    model: Path = typer.Option(None, "--model"),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    steps: int = typer.Option(None, "--steps", min=1, help="Sampling steps; default: the model's (8)."),
+    model: Path = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
-    """Image-to-video from the task's first frame with the reasoner."""
+    """Image-to-video from the task's first frame with the reasoner (or another --model)."""
     import torch
 
     from ruledsl.compiler.video_io import write_video
-    from ruledsl.runtime.generators import ReasonerGenerator
-    from ruledsl.runtime.run import condition_from_task
+    from ruledsl.runtime.generators import condition_from_task
+    from ruledsl.runtime.load import GeneratorLoadError, load_generator
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:
@@ -526,8 +739,8 @@ def reasoner_sample(
         raise typer.Exit(EXIT_USAGE)
     try:
         folder = read_task(task)
-        generator = ReasonerGenerator(path=model, steps=steps)
-    except (TaskFolderError, FileNotFoundError) as error:
+        generator = load_generator(model, device=device, dtype=dtype, steps=steps)
+    except (TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     torch.set_num_threads(1)
@@ -619,7 +832,7 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="ruledsl")
     except KeyboardInterrupt:
         _stderr("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as error:  # a full disk, a permission, a missing folder: an I/O problem, not a bug
         sys.exit(_report_crash(error, argv, EXIT_USAGE, "I/O error"))
     except Exception as error:  # the last resort: anything a command did not turn into a clear error

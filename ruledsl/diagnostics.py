@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "E307": "empty or reversed window",
     "E308": "invalid declaration",
     "E309": "value out of range",
+    "E310": "file path outside the program's folder",
     "W101": "unused declaration",
     "W102": "program has no goal rule",
     "W103": "declaration shadows a built-in colour name",

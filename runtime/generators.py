@@ -1,10 +1,12 @@
-"""What the runtime needs from a video model, and the adapter for the project's reasoner.
+"""What the runtime needs from a video model: the `VideoGenerator` interface with the one
+differentiable sampling loop, the shared parts of the diffusers adapters, and the adapter for the
+project's reasoner.
 
-A `VideoGenerator` samples an image-to-video rollout from a fixed initial noise, keeping
-gradients through its last `grad_steps` denoising steps, and says where a LoRA attaches.
-Frames come out as float [B, T, 3, H, W] in [0, 1], which is what compiled rules take.
-Cost is counted in denoiser forward-equivalents (NFE): a step without gradient is 1, a
-step with gradient is 3 (its forward, and a backward of about 2).
+A rollout denoises a fixed initial noise into frames [B, T, 3, H, W] in [0, 1] (what compiled
+rules take), keeping the autograd graph through the steps its `GradientWindow` names. Cost is
+counted in denoiser forward-equivalents (NFE): a step without gradient is 1, a step with gradient
+3 (its forward, and a backward of about 2), 4 when its activations are recomputed in the backward
+(checkpointing).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from ruledsl.runtime.settings import GradientWindow
 
 # Shipped inside the package (models/ installs as ruledsl.models), so a wheel install finds it.
 DEFAULT_REASONER = Path(str(resources.files("ruledsl.models").joinpath("reasoner")))
@@ -60,10 +65,37 @@ def to_uint8(video: torch.Tensor):
 
 
 class VideoGenerator(ABC):
-    """An image-to-video model driven by a hand-written, differentiable sampling loop."""
+    """An image-to-video model driven by one hand-written, differentiable sampling loop (`rollout`).
+
+    Pipelines' `__call__` runs under no_grad, so the loop is written here once; an adapter supplies
+    only what differs between models (like a block of diffusers' modular pipelines):
+
+    - `denoiser`: the module a LoRA attaches to (frozen by the runtime); `lora_targets` names its
+      layers (module names ending with these);
+    - `initial_noise(condition, seed)`: the starting noise for a seed, deterministic, batch size 1
+      (a batch of rollouts is a `torch.cat` of seeds' noises);
+    - `encode(condition, batch)`: the task's conditioning (prompt embeddings, encoded first frame,
+      anything the other hooks need), computed once per task under no_grad and cached (`conditioning`);
+    - `predict(latents, t, conditioning)`: one denoiser call for step `t` (velocity, noise or
+      v-prediction: whatever `step` consumes); cast inputs to `self.dtype` (the frozen model's dtype),
+      the loop casts the output back to the latents' dtype (float32);
+    - `decode(latents, conditioning)`: latents -> [B, T, 3, H, W] in [0, 1] (a VAE, or a surrogate);
+    - optional: `timesteps(noise, conditioning)` (default: `scheduler.set_timesteps(steps)`, called
+      before every rollout because schedulers are stateful), `start(noise, conditioning)` (default:
+      the noise itself; e.g. scale by the scheduler's init sigma, or pack tokens), and
+      `step(prediction, t, latents, conditioning)` (default: `scheduler.step`; override to pack/unpack
+      around it or to hold conditioning frames fixed).
+
+    Use a stateless sampler in the loop (flow-matching Euler, DDIM with eta 0): multistep samplers
+    keep history across steps. Set `steps`, `scheduler` and `dtype` in `__init__`. A new adapter
+    registers its folder's `_class_name` in `ruledsl.runtime.load.GENERATORS` so `--model` finds it.
+    """
 
     steps: int  # denoising steps per rollout
+    scheduler: Any  # used by the default `timesteps` and `step`
+    dtype: torch.dtype = torch.float32  # the frozen denoiser's dtype; latents stay float32
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    _cached: tuple | None = None  # (condition, batch, conditioning) of the current task
 
     @property
     @abstractmethod
@@ -72,27 +104,83 @@ class VideoGenerator(ABC):
 
     @abstractmethod
     def initial_noise(self, condition: Condition, seed: int) -> torch.Tensor:
-        """The starting noise of a rollout for this seed (deterministic)."""
+        """The starting noise of a rollout for this seed (deterministic), batch size 1."""
 
     @abstractmethod
-    def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int = 0) -> torch.Tensor:
-        """Denoise `noise`; gradients flow through the last `grad_steps` steps; returns [B, T, 3, H, W] in [0, 1]."""
+    def encode(self, condition: Condition, batch: int) -> Any:
+        """The task's conditioning for a batch of `batch` rollouts (run once per task, no gradient)."""
 
-    def sample(self, condition: Condition, seed: int, grad_steps: int = 0) -> torch.Tensor:
+    @abstractmethod
+    def predict(self, latents: torch.Tensor, t: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        """One denoiser call at timestep `t`."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        """Final latents -> [B, T, 3, H, W] in [0, 1]."""
+
+    def timesteps(self, noise: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        self.scheduler.set_timesteps(self.steps, device=noise.device)
+        return self.scheduler.timesteps
+
+    def start(self, noise: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        return noise
+
+    def step(self, prediction: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        return self.scheduler.step(prediction, t, latents, return_dict=False)[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def conditioning(self, condition: Condition, batch: int) -> Any:
+        """`encode`, computed once per task and batch size (only the current one is kept)."""
+        cached = self._cached
+        if cached is None or cached[0] is not condition or cached[1] != batch:
+            with torch.no_grad():
+                self._cached = cached = (condition, batch, self.encode(condition, batch))
+        return cached[2]
+
+    def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int | GradientWindow = 0) -> torch.Tensor:
+        """Denoise `noise` [B, ...]; the graph is kept through `grad_steps` (an int K: the last K steps,
+        or a GradientWindow) and the decode; returns [B, T, 3, H, W] in [0, 1]. Under no_grad nothing
+        keeps a graph."""
+        window = GradientWindow.of(grad_steps)
+        carry = window.indices(self.steps)
+        graph = torch.is_grad_enabled()
+        conditioning = self.conditioning(condition, noise.shape[0])
+        latents = self.start(noise, conditioning)
+        for i, t in enumerate(self.timesteps(noise, conditioning)):
+            with torch.set_grad_enabled(graph and i in carry):
+                if window.checkpoint and graph and i in carry:
+                    prediction = torch.utils.checkpoint.checkpoint(
+                        self.predict, latents, t, conditioning, use_reentrant=False
+                    )
+                else:
+                    prediction = self.predict(latents, t, conditioning)
+            # Once inside the window the latents keep the graph through every update.
+            with torch.set_grad_enabled(graph and len(carry) > 0 and i >= carry[0]):
+                latents = self.step(prediction.to(latents.dtype), t, latents, conditioning)
+        with torch.set_grad_enabled(graph and len(carry) > 0):
+            return self.decode(latents, conditioning).float()
+
+    def sample(self, condition: Condition, seed: int, grad_steps: int | GradientWindow = 0) -> torch.Tensor:
         return self.rollout(condition, self.initial_noise(condition, seed), grad_steps)
 
-    def nfe(self, grad_steps: int = 0) -> float:
-        """Forward-equivalents of one rollout: no-grad steps cost 1, steps with gradient 3."""
-        grad_steps = min(grad_steps, self.steps)
-        return float(self.steps - grad_steps + 3 * grad_steps)
+    def nfe(self, grad_steps: int | GradientWindow = 0) -> float:
+        """Forward-equivalents of one rollout: steps without gradient cost 1, with gradient 3 (4 when checkpointed)."""
+        window = GradientWindow.of(grad_steps)
+        carried = len(window.indices(self.steps))
+        return float(self.steps + carried * (3 if window.checkpoint else 2))
 
 
 class DiffusersI2VGenerator(VideoGenerator):
     """Shared parts of the diffusers image-to-video adapters (wan.py, cogvideox.py, ltx.py).
 
-    Subclasses name their pipeline class, build their scheduler, and write `_condition` (the
-    conditioning tensors, computed once per task without gradient) and `rollout`. `decoder`, if
-    given, replaces the VAE decode (latents -> [B, T, 3, H, W] in [0, 1]) with a cheaper surrogate.
+    Subclasses name their pipeline class, build their (stateless) scheduler, and write the hooks
+    of `VideoGenerator`. `decoder`, if given, replaces the VAE decode (the adapter's latents ->
+    [B, T, 3, H, W] in [0, 1]) with a cheaper surrogate. No classifier-free guidance: one
+    denoiser call per step. Latents and conditioning latents are float32; the pipeline's modules
+    run in their own dtype (`from_pretrained(..., dtype=torch.bfloat16)` for a GPU).
     """
 
     pipeline_class: str  # e.g. "WanImageToVideoPipeline"
@@ -112,17 +200,27 @@ class DiffusersI2VGenerator(VideoGenerator):
         self.decoder = decoder
         self.max_sequence_length = max_sequence_length
         self.scheduler = self.make_scheduler(pipeline)
+        self.dtype = pipeline.transformer.dtype
         for name in ("transformer", "vae", "text_encoder", "image_encoder"):
             module = getattr(pipeline, name, None)
             if module is not None:
                 module.eval().requires_grad_(False)
-        self._prepared: dict = {}
 
     @classmethod
-    def from_pretrained(cls, path, **kwargs):
+    def from_pretrained(
+        cls, path, device: str | torch.device | None = None, dtype: torch.dtype | None = None, **kwargs
+    ):
+        """Load a `save_pretrained` folder of `pipeline_class`; `dtype` for every module (default float32)."""
+        import warnings
+
         import diffusers
 
-        return cls(getattr(diffusers, cls.pipeline_class).from_pretrained(path), **kwargs)
+        with (
+            warnings.catch_warnings()
+        ):  # newer diffusers rename torch_dtype to dtype; every supported one takes torch_dtype
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipeline = getattr(diffusers, cls.pipeline_class).from_pretrained(path, torch_dtype=dtype or torch.float32)
+        return cls(pipeline.to(device or "cpu"), **kwargs)
 
     def make_scheduler(self, pipeline):
         raise NotImplementedError
@@ -130,17 +228,6 @@ class DiffusersI2VGenerator(VideoGenerator):
     @property
     def denoiser(self):
         return self.pipe.transformer
-
-    def prepared(self, condition: Condition, batch: int):
-        """The task's conditioning for a batch size, computed once (only the current task is kept)."""
-        key = (id(condition), batch)
-        if key not in self._prepared:
-            with torch.no_grad():
-                self._prepared = {key: self._condition(condition, batch)}
-        return self._prepared[key]
-
-    def _condition(self, condition: Condition, batch: int):
-        raise NotImplementedError
 
     def frame_count(self, condition: Condition) -> int:
         """Frames as k * (temporal compression) + 1, at least the condition's."""
@@ -157,7 +244,13 @@ class DiffusersI2VGenerator(VideoGenerator):
         return max(unit, h // unit * unit), max(unit, w // unit * unit)
 
     def seeded_noise(self, shape, seed: int) -> torch.Tensor:
-        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.pipe.transformer.device)
+        """Noise drawn on the CPU (the same for a seed on every device), float32, on the model's device."""
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
+    def first_frame(self, condition: Condition, height: int, width: int) -> torch.Tensor:
+        """The first frame as the pipeline's video processor prepares it ([1, 3, H, W] in [-1, 1]), in the VAE's dtype."""
+        image = self.pipe.video_processor.preprocess(first_frame_pil(condition.first_frame), height=height, width=width)
+        return image.to(self.device, dtype=self.pipe.vae.dtype)
 
 
 def first_frame_pil(frame: torch.Tensor):
@@ -175,44 +268,71 @@ def latents_to_video(video: torch.Tensor) -> torch.Tensor:
 
 
 class ReasonerGenerator(VideoGenerator):
-    """The project's small pixel-space reasoner (ruledsl.runtime.reasoner)."""
+    """The project's small pixel-space reasoner (ruledsl.runtime.reasoner): flow-matching Euler on
+    [B, T, 3, H, W] videos in [-1, 1], conditioned on the first frame and the task family."""
 
     # Attention projections and the temporal convolutions, which carry the motion.
     lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
 
-    def __init__(self, model=None, path: str | Path | None = None, steps: int = 8, device: str | None = None):
-        from ruledsl.runtime.reasoner import ReasonerModel
+    def __init__(
+        self,
+        model=None,
+        path: str | Path | None = None,
+        steps: int = 8,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        from ruledsl.runtime.reasoner import ReasonerModel, make_scheduler
 
         if model is None:
-            path = Path(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
+            path = Path(path) if path else Path(os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
             if not (path / "config.json").exists():
                 raise FileNotFoundError(
                     f"no reasoner at {path} (expected config.json and safetensors weights); "
                     "train one with `python scripts/train_reasoner.py --out PATH`"
                 )
-            model = ReasonerModel.from_pretrained(path, use_safetensors=True)
+            model = ReasonerModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+        elif dtype is not None:
+            model = model.to(dtype)
         self.model = model.to(device or "cpu").eval()
+        self.dtype = next(self.model.parameters()).dtype
         self.steps = steps
         self.size = model.config.size
+        self.scheduler = make_scheduler()
+
+    @classmethod
+    def from_pretrained(
+        cls, path, device: str | torch.device | None = None, dtype: torch.dtype | None = None, **kwargs
+    ):
+        """Load a reasoner folder (config.json + safetensors weights)."""
+        return cls(path=path, device=device, dtype=dtype, **kwargs)
 
     @property
     def denoiser(self):
         return self.model
 
-    def _first_frame(self, condition: Condition) -> torch.Tensor:
-        frame = condition.first_frame.to(next(self.model.parameters()).device)[None]
-        if frame.shape[-2:] != (self.size, self.size):
-            frame = F.interpolate(frame, size=(self.size, self.size), mode="area")
-        return frame
-
     def initial_noise(self, condition: Condition, seed: int) -> torch.Tensor:
         from ruledsl.runtime.reasoner import sample_noise
 
-        return sample_noise(1, condition.frames, self.size, self.size, seed, next(self.model.parameters()).device)
+        return sample_noise(1, condition.frames, self.size, self.size, seed, self.device)
 
-    def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int = 0) -> torch.Tensor:
-        from ruledsl.runtime.reasoner import family_ids, rollout
+    def encode(self, condition: Condition, batch: int):
+        """The first frame at the model's size in [0, 1] (kept as frame 0 of the video) and in [-1, 1]
+        (the model's input), and the family ids."""
+        from ruledsl.runtime.reasoner import family_ids
 
-        first = self._first_frame(condition).expand(noise.shape[0], -1, -1, -1)
-        family = family_ids([condition.family] * noise.shape[0], first.device)
-        return rollout(self.model, first, family, noise, steps=self.steps, grad_steps=grad_steps)
+        frame = condition.first_frame.to(self.device)[None]
+        if frame.shape[-2:] != (self.size, self.size):
+            frame = F.interpolate(frame, size=(self.size, self.size), mode="area")
+        frame = frame.expand(batch, -1, -1, -1)
+        return frame, (frame * 2 - 1).to(self.dtype), family_ids([condition.family] * batch, frame.device)
+
+    def predict(self, latents, t, conditioning):
+        _, model_frame, family = conditioning
+        x = latents.to(self.dtype)
+        return self.model(x, t.expand(x.shape[0]), model_frame, family)
+
+    def decode(self, latents, conditioning):
+        first = conditioning[0]
+        video = ((latents + 1) / 2).clamp(0, 1)
+        return torch.cat([first[:, None], video[:, 1:]], dim=1)

@@ -1,5 +1,9 @@
 """LoRA on a frozen denoiser through peft: attach (gaussian init: step 0 is the base model),
-reset between instances, save and load as safetensors."""
+reset between instances, its state through peft's state-dict helpers, files as safetensors.
+
+State dicts are peft's format (`get_peft_model_state_dict`): module path + `lora_A.weight` /
+`lora_B.weight`, without the adapter name, the layout diffusers' LoRA loaders also read.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 ADAPTER = "ruledsl"
 
 
-def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: float | None = None) -> list[torch.nn.Parameter]:
+def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: int | None = None) -> list[torch.nn.Parameter]:
     """Freeze `model`, add a fresh fp32 LoRA on modules whose names end with `targets`; return its parameters."""
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -28,7 +32,7 @@ def attach_lora(model: torch.nn.Module, targets, rank: int = 8, alpha: float | N
     params = []
     for name, param in model.named_parameters():
         if "lora_" in name and f".{ADAPTER}" in name:
-            param.data = param.data.float()
+            param.data = param.data.float()  # fp32 even on a bf16/fp16 base (peft casts the input to it)
             param.requires_grad_(True)
             params.append(param)
     return params
@@ -43,24 +47,47 @@ def detach_lora(model: torch.nn.Module) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, module.get_base_layer())
+    configs = getattr(model, "peft_config", None)
+    if isinstance(configs, dict):  # what inject_adapter_in_model recorded; a later attach starts clean
+        configs.pop(ADAPTER, None)
+        if not configs:
+            del model.peft_config
 
 
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the attached LoRA's weights (peft's state-dict format); empty when none is attached."""
+    from peft import get_peft_model_state_dict
+
+    if not _attached(model):
+        return {}
     return {
-        name: param.detach().clone() for name, param in model.named_parameters() if "lora_" in name and ADAPTER in name
+        name: value.detach().clone() for name, value in get_peft_model_state_dict(model, adapter_name=ADAPTER).items()
     }
 
 
 def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [name for name in state if name not in params]
-    if missing:
+    """Copy `state` (from `lora_state` or a lora.safetensors) into the LoRA attached to `model`."""
+    from peft import set_peft_model_state_dict
+
+    if not _attached(model):
+        raise ValueError("no LoRA is attached to this model: attach_lora with the same targets and rank first")
+    expected = set(lora_state(model))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        example = (unexpected or missing)[0]
         raise ValueError(
-            f"LoRA weights do not fit this model (e.g. {missing[0]}): attach the same targets and rank first"
+            f"LoRA weights do not fit this model ({len(unexpected)} unknown, {len(missing)} missing, e.g. "
+            f"{example}): attach the same targets and rank first"
         )
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
+    try:
+        set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
+    except RuntimeError as error:  # torch: size mismatch (another rank)
+        raise ValueError(f"LoRA weights do not fit this model (another rank?): {error}") from None
+
+
+def _attached(model: torch.nn.Module) -> bool:
+    configs = getattr(model, "peft_config", None)
+    return isinstance(configs, dict) and ADAPTER in configs
 
 
 def save_lora(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

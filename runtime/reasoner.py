@@ -2,7 +2,8 @@
 
 A pseudo-3D conv net (spatial 3x3 and temporal 3-tap convolutions) on 4x4 pixel patches,
 with one spatio-temporal self-attention block at the coarse level, trained by rectified
-flow (velocity = noise - data) and sampled with diffusers' FlowMatchEulerDiscreteScheduler.
+flow (velocity = noise - data) and sampled with diffusers' FlowMatchEulerDiscreteScheduler
+(the loop is `VideoGenerator.rollout`; `ReasonerGenerator` in generators.py is the adapter).
 It is a diffusers `ModelMixin` + `ConfigMixin` (save_pretrained / from_pretrained,
 safetensors). Attention projections are named `to_q`, `to_k`, `to_v`, `to_out.0` like
 diffusers' attention, so the runtime's default LoRA targets fit it too.
@@ -138,10 +139,13 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         if family is None:
             family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
         timestep = timestep.to(sample.device).float().expand(b)
-        emb = self.time_mlp(sinusoid(timestep, self.config.embed)) + self.family_embedding(family)
+        dtype = self.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
+        emb = self.time_mlp(sinusoid(timestep, self.config["embed"]).to(dtype)) + self.family_embedding(family)
         cond = first_frame[:, None].expand(b, t, *first_frame.shape[1:])
         x = self.proj_in(torch.cat([self._patchify(sample), self._patchify(cond)], dim=1))
-        frame_pos = self.frame_proj(sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config.embed))
+        frame_pos = self.frame_proj(
+            sinusoid(torch.arange(t, device=sample.device) * 10.0, self.config["embed"]).to(dtype)
+        )
         x = x + frame_pos.T[None, :, :, None, None]
         run = self._run
         for block in self.down_blocks:
@@ -170,36 +174,10 @@ def family_ids(families: list[str | None], device=None) -> torch.Tensor:
 
 
 def make_scheduler():
+    """The sampler the reasoner was trained for: flow-matching Euler, no shift (stateless, differentiable)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-
-
-def rollout(
-    model: ReasonerModel,
-    first_frame: torch.Tensor,
-    family: torch.Tensor,
-    noise: torch.Tensor,
-    steps: int = 8,
-    grad_steps: int = 0,
-    scheduler=None,
-) -> torch.Tensor:
-    """Euler flow-matching sampling from `noise` [B, T, 3, H, W]; returns videos in [0, 1].
-
-    The first `steps - grad_steps` steps run under no_grad; the last `grad_steps` keep the
-    graph (for test-time optimization). `set_timesteps` is called on every rollout because
-    the scheduler is stateful. Frame 0 of the result is the given first frame.
-    """
-    scheduler = scheduler or make_scheduler()
-    scheduler.set_timesteps(steps, device=noise.device)
-    cond = first_frame * 2 - 1
-    x = noise
-    for i, t in enumerate(scheduler.timesteps):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and i >= steps - grad_steps):
-            velocity = model(x, t.expand(x.shape[0]), cond, family)
-            x = scheduler.step(velocity, t, x, return_dict=False)[0]
-    video = ((x + 1) / 2).clamp(0, 1)
-    return torch.cat([first_frame[:, None], video[:, 1:]], dim=1)
 
 
 def sample_noise(batch: int, frames: int, height: int, width: int, seed: int, device=None) -> torch.Tensor:

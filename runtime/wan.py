@@ -1,19 +1,27 @@
 """Adapter for diffusers' Wan image-to-video models (Wan 2.1 I2V with a CLIP image encoder,
 and Wan 2.2-style `expand_timesteps` models without one).
 
-`__call__` runs under no_grad, so this drives the pipeline's parts by hand: conditioning
-(text, image, first-frame latents) comes from the pipeline's own helpers once per task; the
-loop is flow-matching Euler (`FlowMatchEulerDiscreteScheduler`, `set_timesteps` before every
-rollout; Wan's default UniPC keeps history across steps and is not used for gradients); the
-last `grad_steps` transformer calls and the VAE decode keep the graph. No classifier-free
-guidance: one transformer call per step.
+Conditioning (text, image, first-frame latents) comes from the pipeline's public helpers
+(`encode_prompt`, `encode_image`, `prepare_latents`) once per task. The sampler is flow-matching
+Euler (`FlowMatchEulerDiscreteScheduler` with the pipeline's shift): Wan's default UniPC keeps
+history across steps and is not used for gradients. One transformer call per step (no
+classifier-free guidance); the VAE decode (or a surrogate `decoder`) closes the graph.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from ruledsl.runtime.generators import Condition, DiffusersI2VGenerator, first_frame_pil, latents_to_video
+
+
+class WanConditioning(NamedTuple):
+    prompt_embeds: torch.Tensor
+    image_embeds: torch.Tensor | None  # CLIP features (Wan 2.1 I2V); None for expand_timesteps models
+    latents: torch.Tensor  # 2.1: mask and first-frame latents, concatenated to the input; 2.2: first-frame latents
+    first_frame_mask: torch.Tensor | None  # 2.2: 0 on the first latent frame (held at the image), 1 elsewhere
 
 
 class WanI2VGenerator(DiffusersI2VGenerator):
@@ -31,58 +39,60 @@ class WanI2VGenerator(DiffusersI2VGenerator):
         frames = (self.frame_count(condition) - 1) // self.temporal_compression + 1
         return self.seeded_noise((1, self.pipe.vae.config.z_dim, frames, h // s, w // s), seed)
 
-    def _condition(self, condition: Condition, batch: int):
+    def encode(self, condition: Condition, batch: int) -> WanConditioning:
         pipe = self.pipe
         h, w = self.pixel_size(condition, 2 * pipe.vae_scale_factor_spatial)
-        device = pipe.transformer.device
         prompt_embeds, _ = pipe.encode_prompt(
             prompt=condition.prompt or "",
             do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
-            device=device,
+            device=self.device,
+            dtype=self.dtype,
         )
         pil = first_frame_pil(condition.first_frame)
-        image_embeds = pipe.encode_image(pil, device).repeat(batch, 1, 1) if pipe.transformer.config.image_dim else None
-        image = pipe.video_processor.preprocess(pil, height=h, width=w).to(device, dtype=torch.float32)
+        image_embeds = None
+        if pipe.transformer.config.image_dim:
+            image_embeds = pipe.encode_image(pil, self.device).to(self.dtype).repeat(batch, 1, 1)
         noise = self.initial_noise(condition, 0).expand(batch, -1, -1, -1, -1)
         outputs = pipe.prepare_latents(
-            image, batch, pipe.vae.config.z_dim, h, w, self.frame_count(condition), torch.float32, device, None, noise
+            self.first_frame(condition, h, w),
+            batch,
+            pipe.vae.config.z_dim,
+            h,
+            w,
+            self.frame_count(condition),
+            torch.float32,
+            self.device,
+            None,
+            noise,
         )
-        return prompt_embeds.repeat(batch, 1, 1), image_embeds, outputs[1:]
+        mask = outputs[2] if pipe.config.expand_timesteps else None
+        return WanConditioning(prompt_embeds.repeat(batch, 1, 1), image_embeds, outputs[1], mask)
 
-    def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int = 0) -> torch.Tensor:
-        pipe = self.pipe
-        prompt_embeds, image_embeds, cond = self.prepared(condition, noise.shape[0])
-        expand = pipe.config.expand_timesteps
-        self.scheduler.set_timesteps(self.steps, device=noise.device)
-        latents = noise
-        for i, t in enumerate(self.scheduler.timesteps):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= self.steps - grad_steps):
-                if expand:
-                    condition_latents, first_frame_mask = cond
-                    model_input = (1 - first_frame_mask) * condition_latents + first_frame_mask * latents
-                    timestep = (first_frame_mask[0][0][:, ::2, ::2] * t).flatten()[None].expand(latents.shape[0], -1)
-                else:
-                    model_input = torch.cat([latents, cond[0]], dim=1)
-                    timestep = t.expand(latents.shape[0])
-                velocity = pipe.transformer(
-                    hidden_states=model_input,
-                    timestep=timestep,
-                    encoder_hidden_states=prompt_embeds,
-                    encoder_hidden_states_image=image_embeds,
-                    return_dict=False,
-                )[0]
-                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-        if expand:
-            condition_latents, first_frame_mask = cond
-            latents = (1 - first_frame_mask) * condition_latents + first_frame_mask * latents
-        with torch.set_grad_enabled(torch.is_grad_enabled() and grad_steps > 0):
-            return self.decode(latents)
+    def predict(self, latents, t, conditioning: WanConditioning):
+        mask = conditioning.first_frame_mask
+        if mask is not None:  # the first latent frame is the image, at timestep 0
+            model_input = (1 - mask) * conditioning.latents + mask * latents
+            _, p_h, p_w = self.pipe.transformer.config.patch_size
+            timestep = (mask[0][0][:, ::p_h, ::p_w] * t).flatten()[None].expand(latents.shape[0], -1)
+        else:
+            model_input = torch.cat([latents, conditioning.latents], dim=1)
+            timestep = t.expand(latents.shape[0])
+        return self.pipe.transformer(
+            hidden_states=model_input.to(self.dtype),
+            timestep=timestep,
+            encoder_hidden_states=conditioning.prompt_embeds,
+            encoder_hidden_states_image=conditioning.image_embeds,
+            return_dict=False,
+        )[0]
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents, conditioning: WanConditioning):
+        mask = conditioning.first_frame_mask
+        if mask is not None:
+            latents = (1 - mask) * conditioning.latents + mask * latents
         if self.decoder is not None:
             return self.decoder(latents)
         vae = self.pipe.vae
         mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
         std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
-        return latents_to_video(vae.decode(latents * std + mean, return_dict=False)[0])
+        return latents_to_video(vae.decode((latents * std + mean).to(vae.dtype), return_dict=False)[0])

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ReasonerModel, rollout, sample_noise
+from ruledsl.runtime.generators import Condition, ReasonerGenerator
+from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY, ReasonerModel
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import render, solution_plan
 from ruledsl.tasks.scorers import score_video
@@ -39,7 +40,7 @@ def batch_of_tasks(rng: random.Random, batch: int, seed: int, split: str = "trai
 
 def evaluate(model: ReasonerModel, per_family: int = 5, seed: int = 0, split: str = "test", steps: int = 8) -> dict:
     """Scorer pass rate and mean score per family on held-out instances (fixed noise seeds)."""
-    model.eval()
+    generator = ReasonerGenerator(model=model, steps=steps)  # puts the model in eval mode
     results = {}
     with torch.no_grad():
         for family in FAMILIES:
@@ -48,9 +49,8 @@ def evaluate(model: ReasonerModel, per_family: int = 5, seed: int = 0, split: st
                 instance = generate(family, index, seed, split)
                 frames = max(FRAMES, instance.frames_needed())
                 first = torch.from_numpy(render(instance, solution_plan(instance, frames), (SIZE, SIZE))[0]).float()
-                first = first.div(255).permute(2, 0, 1)[None]
-                noise = sample_noise(1, frames, SIZE, SIZE, seed=index)
-                video = rollout(model, first, torch.tensor([FAMILY_IDS[family]]), noise, steps=steps)
+                condition = Condition(first.div(255).permute(2, 0, 1), family=family, frames=frames)
+                video = generator.sample(condition, seed=index)
                 frames_np = (video[0].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
                 scores.append(score_video(frames_np, instance.to_dict()))
             results[family] = {

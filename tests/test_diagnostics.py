@@ -59,6 +59,13 @@ CASES = {
         "cannot be taken `at start`",
     ),
     "E309": (HEAD + "goal reach: at end inside(agent, goal, frac=1.5)\n", 3, 45, 48, "outside [0, 1]"),
+    "E310": (
+        HEAD + 'image t = file("../x.png")\n' + REACH + "process p: at end matches(t, goal)\n",
+        3,
+        16,
+        26,
+        "leads outside the program's folder",
+    ),
     "W101": (HEAD + "region unused = box(0, 0, 1, 1)\n" + REACH, 3, 8, 14, "`unused` is never used"),
     "W102": (HEAD + "process p: always persists(agent) and inside(agent, goal)\n", 1, 1, None, "no `goal` rule"),
     "W103": (

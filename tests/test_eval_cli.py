@@ -109,3 +109,32 @@ def test_read_video_round_trip_lossless(tmp_path):
     video = maze()[0]
     for name in ("clip.gif", "clip_frames"):
         assert torch.equal(read_video(write_video(tmp_path / name, video)), video)
+
+
+@pytest.fixture(scope="module")
+def maze_task(tmp_path_factory):
+    from ruledsl.tasks import generate
+    from ruledsl.tasks.layout import write_task
+
+    return write_task(generate("maze", 0, 0, "test"), tmp_path_factory.mktemp("tasks") / "00000")
+
+
+def test_eval_task_fills_params_from_metadata(maze_task):
+    # The ground truth moves one cell (1/7 of the frame) per frame: with the declared default
+    # cell = 0.1 `steady` fails; with the task's cell it holds.
+    video = maze_task / "ground_truth.mp4"
+    assert run("eval", MAZE, video, "--task", maze_task).exit_code == 0
+    explicit = run("eval", MAZE, video, "--task", maze_task, "--param", "cell=0.1")
+    assert explicit.exit_code == 1 and "warning" not in explicit.output  # an explicit --param wins
+
+
+def test_eval_warns_when_a_task_folder_would_set_a_default_param(maze_task):
+    result = run("eval", MAZE, maze_task / "ground_truth.mp4")
+    assert result.exit_code == 1
+    assert "warning: param `cell` keeps its declared default 0.1" in result.output
+    assert f"--task {maze_task}" in result.output
+
+
+def test_eval_task_that_is_not_a_task_folder_is_a_usage_error(tmp_path, maze_task):
+    result = run("eval", MAZE, maze_task / "ground_truth.mp4", "--task", tmp_path)
+    assert result.exit_code == 2 and "missing first_frame.png" in result.output

@@ -1,0 +1,134 @@
+"""`ruledsl bench` end to end on a tiny random reasoner: outputs, resume, one run for every budget, statistics."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ruledsl.cli import app
+from ruledsl.runtime import bench
+from ruledsl.runtime.reasoner import ReasonerModel
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    tiny = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
+    with torch.no_grad():  # random outputs (the real init zeroes the last layer)
+        tiny.proj_out.weight.normal_(0, 0.2)
+    tiny.save_pretrained(folder)
+    return folder
+
+
+def run_bench(out, model, *extra):
+    args = ["bench", "--out", str(out), "--model", str(model), "--n", "1", "--sample-steps", "2", *extra]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_bench_writes_every_output_from_a_local_pool(tmp_path, model):
+    out = tmp_path / "b"
+    result = run_bench(
+        out, model, "--families", "maze,key_door", "--methods", "base,best-of-n", "--budget", "6", "--budget", "12",
+        "--workers", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = rows(out)
+    keys = {(r["family"], r["method"], r["budget"]) for r in found}
+    assert len(found) == len(keys) == 2 * 2 * 2
+    summary = json.loads((out / "summary.json").read_text())
+    for method in ("base", "best-of-n"):
+        for budget in ("6", "12"):
+            cell = summary["methods"][method][budget]
+            mine = [r for r in found if r["method"] == method and r["budget"] == float(budget)]
+            assert cell["n"] == 2 and cell["passed"] == sum(r["passed"] for r in mine)
+            assert cell["ci95"][0] <= cell["rate"] <= cell["ci95"][1]
+    base = [r for r in found if r["method"] == "base"]
+    assert all(r["nfe"] == 2 and r["steps"] == 0 for r in base)  # one sample of 2 denoising steps
+    assert all(r["nfe"] <= r["budget"] for r in found)
+    assert "| best-of-n |" in (out / "table.md").read_text()
+    for png in ("success_vs_nfe.png", "per_family.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    page = (out / "index.html").read_text()
+    for r in found:
+        if r["budget"] == 12:
+            assert r["video"] in page and (out / r["video"]).stat().st_size > 0
+
+
+def test_one_run_gives_the_same_result_as_a_run_at_each_smaller_budget(tmp_path, model):
+    both = run_bench(tmp_path / "both", model, "--families", "maze", "--methods", "best-of-n", "--budget", "4",
+                     "--budget", "14", "--workers", "1")  # fmt: skip
+    alone = run_bench(tmp_path / "alone", model, "--families", "maze", "--methods", "best-of-n", "--budget", "4",
+                      "--workers", "1")  # fmt: skip
+    assert both.exit_code == alone.exit_code == 0
+    small = next(r for r in rows(tmp_path / "both") if r["budget"] == 4)
+    (single,) = rows(tmp_path / "alone")
+    same = ("passed", "score", "rules", "rules_hold", "nfe", "nfe_to_success")
+    assert {k: small[k] for k in same} == {k: single[k] for k in same}
+
+
+def test_resume_skips_finished_instances_and_reruns_a_killed_one(tmp_path, model, monkeypatch):
+    out = tmp_path / "b"
+    args = ("--families", "maze,avoid", "--methods", "base", "--budget", "4", "--workers", "1")
+    assert run_bench(out, model, *args).exit_code == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    kept = next(line for line in lines if '"avoid"' in line)
+    # A kill while the maze instance was being written: its line is cut short.
+    (out / "results.jsonl").write_text(kept + "\n" + lines[0][:20])
+    calls = []
+    real = bench.run_instance
+    monkeypatch.setattr(bench, "run_instance", lambda config, f, i, m: calls.append(f) or real(config, f, i, m))
+    again = run_bench(out, model, *args, "--resume")
+    assert again.exit_code == 0, again.output
+    assert calls == ["maze"]
+    assert kept in (out / "results.jsonl").read_text().splitlines()
+    assert {r["family"] for r in rows(out)} == {"maze", "avoid"}
+
+
+def test_an_out_folder_in_the_way_is_refused_and_force_starts_over(tmp_path, model):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    refused = run_bench(out, model, "--families", "maze", "--methods", "base", "--budget", "4", "--force")
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    assert (out / "notes.txt").read_text() == "mine"
+    out2 = tmp_path / "c"
+    assert run_bench(out2, model, "--families", "maze", "--methods", "base", "--budget", "4").exit_code == 0
+    again = run_bench(out2, model, "--families", "maze", "--methods", "base", "--budget", "4")
+    assert again.exit_code == 2 and "--resume" in again.output
+    assert run_bench(out2, model, "--families", "maze", "--methods", "base", "--budget", "4", "--force").exit_code == 0
+    assert len(rows(out2)) == 1
+
+
+def test_unknown_methods_and_families_list_the_valid_choices(tmp_path, model):
+    result = run_bench(tmp_path / "b", model, "--methods", "base,magic")
+    assert result.exit_code == 2 and "magic" in result.output and "best-of-n" in result.output
+    result = run_bench(tmp_path / "b", model, "--families", "sokoban", "--methods", "base")
+    assert result.exit_code == 2 and "sokoban" in result.output and "maze" in result.output
+
+
+def test_wilson_interval_and_exact_mcnemar():
+    # Reference values of the Wilson score interval (z = 1.96) and of the exact binomial test.
+    assert bench.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert bench.wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = bench.wilson(37, 50)
+    assert low < 37 / 50 < high and high - low < bench.wilson(4, 5)[1] - bench.wilson(4, 5)[0]
+    assert bench.mcnemar_exact(0, 6) == pytest.approx(2 / 2**6)
+    assert bench.mcnemar_exact(3, 3) == 1.0 and bench.mcnemar_exact(0, 0) == 1.0
+    assert math.isclose(bench.mcnemar_exact(2, 9), bench.mcnemar_exact(9, 2))
+
+
+def test_bench_on_a_local_ray_instance(tmp_path, model):
+    pytest.importorskip("ray")
+    out = tmp_path / "b"
+    result = run_bench(out, model, "--families", "maze", "--methods", "base", "--budget", "4", "--engine", "ray")
+    assert result.exit_code == 0, result.output
+    assert [r["method"] for r in rows(out)] == ["base"]
