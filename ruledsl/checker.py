@@ -3,6 +3,11 @@
 The checker never stops at the first error: each statement and each sub-expression
 is checked, an ill-typed sub-expression gets type None, and None is accepted
 silently by its parents so one mistake is reported once.
+
+Recursion follows the program's nesting, which the parser bounds (ast.MAX_NESTING); chains
+like `a and b and ...` are typed along their left spine in a loop, and constants are folded
+iteratively (`CheckedProgram.constant`), so their length costs no stack. Every number, written or folded from constants, is finite and at
+most MAX_MAGNITUDE in size, so no inf or NaN reaches the compiler.
 """
 
 from __future__ import annotations
@@ -19,8 +24,20 @@ from ruledsl.diagnostics import Diagnostic
 from ruledsl.signatures import BUILTINS, NAMED_COLORS, Builtin, CallContext, Param, Type, parse_hex
 from ruledsl.source import Source, Span
 
+# Numbers in a program are fractions of the frame, frame counts, tolerances and weights; 10^15
+# is far beyond any of them and far below float32's 3.4e38, so products of a few stay finite.
+MAX_MAGNITUDE = 1e15
+# "did you mean" compares a name with every candidate; a generated program with tens of
+# thousands of names and errors would make that quadratic, so one check spends at most this
+# many comparisons on suggestions (then hints fall back to the generic ones).
+SUGGESTION_BUDGET = 200_000
+
 _KIND_TYPE = {"object": Type.OBJECT, "region": Type.REGION, "image": Type.IMAGE}
 _ARTICLE = {Type.OBJECT: "an object", Type.IMAGE: "an image"}
+
+
+def _number_words(text: str) -> str:
+    return f"number `{text}`" if len(text) <= 24 else f"number `{text[:12]}…` ({len(text)} characters)"
 
 
 def _a(t: Type | None) -> str:
@@ -195,12 +212,22 @@ class Checker:
         self.diagnostics = self.result.diagnostics
         # First declaration of every name, to tell "defined later" from "undefined".
         self.declared_later: dict[str, ast.Node] = {}
+        # Types of chain nodes typed ahead, along a left spine, before their parent asks (see `infer`).
+        self.spine_types: dict[int, Type | None] = {}
+        self.suggestion_budget = SUGGESTION_BUDGET
         for statement in program.statements:
             if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl)):
                 self.declared_later.setdefault(statement.name, statement)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
+
+    def suggest(self, name: str, candidates) -> str | None:
+        candidates = list(candidates)
+        if self.suggestion_budget < len(candidates):
+            return None
+        self.suggestion_budget -= len(candidates)
+        return did_you_mean(name, candidates)
 
     # ---- statements -----------------------------------------------------------------------
 
@@ -369,24 +396,47 @@ class Checker:
 
     def is_static(self, node: ast.Node) -> bool:
         """A region expression is static when it reads no pixels except through static names."""
-        if isinstance(node, ast.Name):
-            symbol = self.symbols.get(node.id)
-            return symbol is None or symbol.static or symbol.kind == "param"
-        if isinstance(node, ast.Call) and node.func == "color":
-            return False
-        return all(self.is_static(child) for child in ast.children(node))
+
+        def static(part: ast.Node) -> bool:
+            if isinstance(part, ast.Name):
+                symbol = self.symbols.get(part.id)
+                return symbol is None or symbol.static or symbol.kind == "param"
+            return not (isinstance(part, ast.Call) and part.func == "color")
+
+        return all(static(part) for part in ast.walk(node))
 
     # ---- expressions ------------------------------------------------------------------------
 
     def infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
+        if id(node) in self.spine_types:
+            return self.spine_types.pop(id(node))
+        if isinstance(node, ast.CHAINS):
+            # Type the left spine bottom-up first, so that this node's own check finds its left
+            # operand typed already and no chain recurses deeper than one link.
+            for link in reversed(ast.left_spine(node, until=self.spine_types)[1:]):
+                self.spine_types[id(link)] = self.infer(link, scope)
         kind = self._infer(node, scope)
         if kind is not None:
             self.result.types[id(node)] = kind
         return kind
 
+    def check_magnitude(self, value: float, what: str, span: Span, source: str = "") -> bool:
+        """E309 unless `value` is finite and within ±MAX_MAGNITUDE; `what` names it in the message,
+        `source` says which param overrides it comes from."""
+        if math.isfinite(value) and abs(value) <= MAX_MAGNITUDE:
+            return True
+        size = f"{value:.3g}" if math.isfinite(value) else "beyond any floating-point number"
+        self.error(
+            "E309",
+            f"{what} is {size}{source}; numbers must be within ±{MAX_MAGNITUDE:g}",
+            span,
+            "numbers in a program are fractions of the frame, frame counts, tolerances or weights",
+        )
+        return False
+
     def _infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
         if isinstance(node, ast.Number):
-            return Type.NUMBER
+            return Type.NUMBER if self.check_magnitude(node.value, _number_words(node.text), node.span) else None
         if isinstance(node, ast.Color):
             return Type.COLOR
         if isinstance(node, ast.String):
@@ -492,7 +542,7 @@ class Checker:
                 f"call it: `{BUILTINS[node.id].signature()}`",
             )
             return None
-        hint = did_you_mean(node.id, [*scope, *self.symbols, *NAMED_COLORS])
+        hint = self.suggest(node.id, [*scope, *self.symbols, *NAMED_COLORS])
         self.error(
             "E201",
             f"undefined name `{node.id}`",
@@ -513,6 +563,11 @@ class Checker:
                     node.right.span,
                     "divide by a non-zero number; a param that is 0 (declared or set with --param) counts too",
                 )
+                return None
+            value = self.constant(node)
+            if isinstance(value, float) and not self.check_magnitude(
+                value, f"this `{node.op}` of constants", node.span, self.overridden(node)
+            ):
                 return None
             return Type.NUMBER
         if node.op in "|&-" and Type.REGION.accepts(left) and Type.REGION.accepts(right):
@@ -563,7 +618,7 @@ class Checker:
                     "E204",
                     f"unknown function `{node.func}`",
                     node.func_span,
-                    did_you_mean(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
+                    self.suggest(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
                 )
             return None
         bound = self.bind_arguments(builtin, node)
@@ -636,7 +691,7 @@ class Checker:
                     "E303",
                     f"`{builtin.name}` has no parameter `{kwarg.name}`",
                     kwarg.span,
-                    did_you_mean(kwarg.name, by_name) or f"`{builtin.signature()}`",
+                    self.suggest(kwarg.name, by_name) or f"`{builtin.signature()}`",
                 )
                 ok = False
             elif param in bound:
@@ -706,6 +761,8 @@ class Checker:
             kind = "frame" if is_frame else "fraction"
         else:
             kind, value = time.kind, float(time.text)
+            if not self.check_magnitude(value, "the time " + _number_words(time.text), time.span):
+                return "error", None
         if kind == "fraction" and not 0.0 <= value <= 1.0:
             self.error(
                 "E306",

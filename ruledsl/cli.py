@@ -1,12 +1,18 @@
 """The `ruledsl` command line (typer).
 
 Exit codes everywhere: 0 success, 1 the program or video fails (errors, unmet
-rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video).
+rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video),
+3 an internal error (a bug in ruledsl): one line on stderr naming what failed and
+the log file that holds the traceback (`--debug` prints it instead), so a script
+never mistakes a crash for a verdict. An OSError no command handled (a full disk,
+a permission) is exit 2 the same way. 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
@@ -26,8 +32,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+# Text output shows this many diagnostics per file (the count of the rest follows); a generated
+# program can have tens of thousands. `--format json` always lists every one.
+MAX_SHOWN_DIAGNOSTICS = 200
+_options = {"debug": bool(os.environ.get("RULEDSL_DEBUG"))}
 
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
@@ -66,13 +76,18 @@ def _stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
-    """Render diagnostics with colour on a terminal (rich), plain text otherwise."""
+def print_diagnostics(diagnostics, source: Source, stream=None, limit: int = MAX_SHOWN_DIAGNOSTICS) -> None:
+    """Render diagnostics with colour on a terminal (rich), plain text otherwise; at most `limit`."""
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
-    for diagnostic in sorted(diagnostics, key=sort_key):
+    stream = stream or sys.stderr
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    ordered = sorted(diagnostics, key=sort_key)
+    for diagnostic in ordered[:limit]:
+        if not console.is_terminal:  # no styles to add: skip rich's layout (thousands of diagnostics)
+            stream.write(render_plain(diagnostic, source) + "\n\n")
+            continue
         text = Text(render_plain(diagnostic, source))
         style = "bold red" if diagnostic.is_error else "bold yellow"
         text.stylize(style, 0, text.plain.index(":"))
@@ -81,6 +96,8 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
         text.stylize(style, caret_line_start, caret_line_start + len(lines[4]))
         console.print(text)
         console.print()
+    if len(ordered) > limit:
+        stream.write(f"... and {len(ordered) - limit} more (all of them: `ruledsl check --format json`)\n\n")
 
 
 @app.command()
@@ -151,15 +168,35 @@ def fmt(
             changed.append(path)
         if write:
             if formatted != source.text:
-                tmp = path.with_name(path.name + ".fmt-tmp")
-                tmp.write_text(formatted, encoding="utf-8")
-                tmp.replace(path)  # atomic: never leaves a half-written program
+                _rewrite(path, formatted)
         elif not check_only:
             sys.stdout.write(formatted)
     if check_only:
         for path in changed:
             _stderr(f"{path}: would be reformatted")
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace a file's contents atomically (write a sibling, then rename over it), through a
+    symbolic link to its target, keeping the file's permission bits."""
+    import tempfile
+
+    target = Path(os.path.realpath(path))
+    tmp = None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".fmt-tmp")
+        tmp = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)  # atomic: never leaves a half-written program
+    except OSError as error:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        _stderr(f"error: cannot rewrite {path}: {error.strerror or error}; the file is unchanged")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @app.command()
@@ -601,10 +638,13 @@ def extract(
     if output is not None and output.exists() and not force:
         _stderr(f"error: {output} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
+    from ruledsl.source import read_bounded
+    from ruledsl.teacher.extract import MAX_INPUT_CHARS
+
     try:
-        data = raw.read_bytes()
-    except OSError as error:
-        _stderr(f"error: {raw}: cannot read ({error.strerror or error})")
+        data = read_bounded(raw, 4 * MAX_INPUT_CHARS, "a model's answer (text)")  # UTF-8: 4 bytes a character at most
+    except SourceError as error:
+        _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
         result = pull(data.decode("utf-8", errors="replace"), name=str(output or raw))
@@ -778,5 +818,51 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     console.print(f"{verdict}; total loss {float(report.loss):.4f}")
 
 
-def main() -> None:
-    app()
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help="On an internal error, print the traceback here instead of to a log file."
+    ),
+) -> None:
+    """Options for every command."""
+    if debug:
+        _options["debug"] = True
+
+
+def _report_crash(error: BaseException, argv: list[str], code: int, kind: str) -> int:
+    """One line on stderr for an exception no command handled; the traceback with --debug,
+    else in a log file the line names. Returns the exit code."""
+    import tempfile
+    import traceback
+
+    what = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    details = "".join(traceback.format_exception(error))
+    if _options["debug"]:
+        sys.stderr.write(details)
+        _stderr(f"{kind} (exit {code}): {what}")
+        return code
+    try:
+        handle, log = tempfile.mkstemp(prefix="ruledsl-crash-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(f"ruledsl {' '.join(argv)}\npython {sys.version}\n\n{details}")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "no log file could be written"
+    _stderr(f"{kind} (exit {code}): {what}; {where}; rerun with --debug to see it")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: typer's app, with an unhandled OSError turned into exit 2 and any
+    other unexpected exception into exit 3 (one line each; see `_report_crash`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _options["debug"] = bool(os.environ.get("RULEDSL_DEBUG"))  # `--debug` sets it again while parsing
+    try:
+        app(args=argv, prog_name="ruledsl")
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as error:  # a full disk, a permission, a missing folder: an I/O problem, not a bug
+        sys.exit(_report_crash(error, argv, EXIT_USAGE, "I/O error"))
+    except Exception as error:  # the last resort: anything a command did not turn into a clear error
+        sys.exit(_report_crash(error, argv, EXIT_INTERNAL, "internal error, a bug in ruledsl"))

@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import ruledsl
-from ruledsl import RuleError
+from ruledsl import RuleError, ast
 from ruledsl.compiler import ir
 from ruledsl.compiler.ir import CompileError
 from ruledsl.compiler.semantics import Exact, Smooth
@@ -30,12 +30,17 @@ def scene(frames=4, size=8):
 # ---- D1: deep and long formulas --------------------------------------------------------------
 
 
-def test_246_nested_always_evaluates():
-    program = ruledsl.loads(HEAD + "goal r: " + "always " * 246 + "inside(a, g)\n").compile()
+def test_nested_always_up_to_the_nesting_limit_evaluates():
+    # 246 nested `always` crashed eval; the front end now refuses nesting past ast.MAX_NESTING
+    # (E104, tests/test_robustness.py), and everything up to it compiles and evaluates.
+    deepest = ast.MAX_NESTING - 2  # each `always` is a level, then the call and its arguments
+    program = ruledsl.loads(HEAD + "goal r: " + "always " * deepest + "inside(a, g)\n").compile()
     report = program(scene())
     assert not bool(report.satisfied[0])  # the agent is never in the goal
     flat = ruledsl.loads(HEAD + "goal r: always inside(a, g)\n").compile()(scene())
     assert torch.equal(report.rules["r"].robustness, flat.rules["r"].robustness)  # always always p = always p
+    with pytest.raises(RuleError, match="E104"):
+        ruledsl.loads(HEAD + "goal r: " + "always " * 246 + "inside(a, g)\n")
 
 
 def test_247_term_region_union_chain_is_one_node_and_evaluates():
@@ -125,7 +130,10 @@ def test_param_overrides_are_checked_like_declarations(value, words):
 
 
 def test_param_override_feeding_grow_is_range_checked():
-    with pytest.raises(CompileError, match=r"`by` of `grow` is 5e\+29 \(from cell=1e\+30\), outside \[0, 1\]"):
+    with pytest.raises(CompileError, match=r"`by` of `grow` is 1.5 \(from cell=3\), outside \[0, 1\]"):
+        ruledsl.load(ROOT / "examples" / "avoid.rule").compile(params={"cell": 3})
+    # 1e30 (which overflowed max_pool2d) is refused earlier, by the magnitude bound on constant arithmetic
+    with pytest.raises(CompileError, match=r"`\*` of constants is 5e\+29 \(from cell=1e\+30\); numbers must be within"):
         ruledsl.load(ROOT / "examples" / "avoid.rule").compile(params={"cell": 1e30})
     assert ruledsl.load(ROOT / "examples" / "avoid.rule").compile(params={"cell": 0.125})  # a fitting value compiles
 
