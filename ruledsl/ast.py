@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from ruledsl.source import Span
 
@@ -34,6 +35,11 @@ MAX_NESTING = 100
 @dataclass(frozen=True, eq=False)
 class Node:
     """Structural equality and hashing over the fields that are not spans (iterative)."""
+
+    if TYPE_CHECKING:  # every subclass declares `span` as a dataclass field (excluded from equality)
+
+        @property
+        def span(self) -> Span: ...
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Node):

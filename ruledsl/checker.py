@@ -234,7 +234,9 @@ class Checker:
     def run(self) -> CheckedProgram:
         seen_task: ast.TaskDecl | None = None
         rule_names: dict[str, ast.RuleDecl] = {}
-        for statement in self.result.program.statements:
+        program = self.result.program
+        assert program is not None  # run() is only called on a parsed program
+        for statement in program.statements:
             if isinstance(statement, ast.TaskDecl):
                 if seen_task:
                     self.error(
@@ -263,7 +265,7 @@ class Checker:
                 self.check_rule(statement)
         self.warn_unused()
         if not any(rule.role == "goal" for rule in rule_names.values()):
-            program_span = self.result.program.span
+            program_span = program.span
             self.error(
                 "W102",
                 "the program has no `goal` rule",
@@ -501,7 +503,8 @@ class Checker:
         if isinstance(node, ast.Temporal):
             if node.time is not None:
                 self.check_time(node.time)
-            return self.check_body(node.op if node.op != "at" else f"at {node.time.text}", node.body, scope)
+            label = f"at {node.time.text}" if node.op == "at" and node.time is not None else node.op
+            return self.check_body(label, node.body, scope)
         if isinstance(node, ast.During):
             self.check_window(node.window)
             return self.check_body("during", node.body, scope)
@@ -685,8 +688,8 @@ class Checker:
             bound[param] = arg
         by_name = {p.name: p for p in params}
         for kwarg in node.kwargs:
-            param = by_name.get(kwarg.name)
-            if param is None:
+            named = by_name.get(kwarg.name)
+            if named is None:
                 self.error(
                     "E303",
                     f"`{builtin.name}` has no parameter `{kwarg.name}`",
@@ -694,11 +697,11 @@ class Checker:
                     self.suggest(kwarg.name, by_name) or f"`{builtin.signature()}`",
                 )
                 ok = False
-            elif param in bound:
+            elif named in bound:
                 self.error("E303", f"argument `{kwarg.name}` of `{builtin.name}` is given twice", kwarg.span)
                 ok = False
             else:
-                bound[param] = kwarg.value
+                bound[named] = kwarg.value
         missing = [p.name for p in params if p.required and p not in bound]
         if missing and ok:
             self.error(
@@ -756,7 +759,7 @@ class Checker:
                     "a time is `start`, `end`, a frame (integer) or a fraction (0.0 to 1.0)",
                 )
                 return "error", None
-            literal = symbol.decl.value
+            literal = getattr(symbol.decl, "value", None)  # a param declaration: its literal
             is_frame = literal.is_integer if isinstance(literal, ast.Number) else float(value).is_integer()
             kind = "frame" if is_frame else "fraction"
         else:
@@ -802,7 +805,7 @@ class Checker:
         reversed_ = (
             (low_kind == "end" and high_kind != "end")
             or (high_kind == "start" and low_kind != "start")
-            or (low_kind == high_kind and low is not None and low > high)
+            or (low_kind == high_kind and low is not None and high is not None and low > high)
         )
         if reversed_:
             self.error(

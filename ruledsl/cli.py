@@ -16,6 +16,7 @@ import stat
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -661,6 +662,7 @@ def extract(
     if output is None:
         sys.stdout.write(result.program)
     else:
+        assert result.program is not None and result.checked is not None  # ok: a clean program was chosen
         output.write_text(result.program, encoding="utf-8")
         _stderr(f"wrote {output} ({len(result.checked.rules)} rules, from {result.candidates} candidate(s))")
 
@@ -695,7 +697,7 @@ def teach(
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     if show_prompt:
-        print(Teacher(None).prompt_for(folder))
+        print(Teacher.prompt_for(folder))
         raise typer.Exit(EXIT_OK)
     if output is None:
         _stderr("error: --output is required (or use --show-prompt)")
@@ -721,6 +723,7 @@ def teach(
         _stderr(teaching.diagnostics)
         _stderr(f"no valid program after {len(teaching.rounds)} round(s); the raw answers are in {transcript}")
         raise typer.Exit(EXIT_FAIL)
+    assert teaching.program is not None  # ok: the last program checked clean
     output.write_text(teaching.program, encoding="utf-8")
     print(f"wrote {output} after {len(teaching.rounds)} round(s); transcript {transcript}")
 
@@ -788,14 +791,15 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{rule_file} on {video} ({report.frames} frames)")
-    for column, justify in (
+    columns: tuple[tuple[str, Literal["left", "center", "right"]], ...] = (
         ("rule", "left"),
         ("role", "left"),
         ("verdict", "center"),
         ("margin", "right"),
         ("loss", "right"),
         ("violating frames", "left"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for rule in report.rules.values():
         ok = bool(rule.verdict[0])

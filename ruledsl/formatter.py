@@ -124,6 +124,7 @@ def _expr(node: ast.Node) -> str:
         body = expr(node.body)
         if _STARTS_WITH_STATEMENT_KEYWORD.match(body):
             body = f"({body})"
+        assert node.time is not None  # `at` always has its time
         return f"at {_time(node.time)} {body}"
     if isinstance(node, ast.During):
         return f"during [{_time(node.window.low)}, {_time(node.window.high)}] {expr(node.body)}"
@@ -182,7 +183,7 @@ def format_source(source: Source) -> str:
 def layout(program: ast.Program, comments: list[tuple[int, int, str]]) -> str:
     # Items are (first line, last line, text); trailing comments are glued to their statement.
     trailing: dict[int, str] = {}
-    items: list[tuple[int, int, int, str]] = []  # (sort line, first line, last line, text)
+    items: list[tuple[float, int, int, str]] = []  # (sort line, first line, last line, text)
     statements = list(program.statements)  # in source order, not overlapping
     starts = [s.span.start for s in statements]
     ending_on: dict[int, list[ast.Statement]] = {}

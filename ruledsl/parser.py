@@ -64,7 +64,7 @@ def to_ast(tree: Tree, source: Source) -> ast.Program:
                     Diagnostic(
                         "E104",
                         f"expression nested deeper than {ast.MAX_NESTING} levels",
-                        _start_span(culprit.span, source),  # type: ignore[attr-defined]
+                        _start_span(culprit.span, source),
                         "split it: declare parts as regions or objects, or write rules separately; "
                         "long chains like `a and b and c` are fine, deep parentheses and "
                         "`not not ...` are not",
@@ -82,7 +82,9 @@ def _start_span(span: Span, source: Source) -> Span:
 
 
 def _token_span(token: Token) -> Span:
-    return Span(token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column)
+    # lark types positions as optional; the parser is built with positions kept, so they are set.
+    fields = (token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column)
+    return Span(*(0 if value is None else value for value in fields))
 
 
 def _meta_span(meta) -> Span:
@@ -373,7 +375,7 @@ def _token_words(token: Token) -> str:
 
 def _syntax_diagnostic(error: UnexpectedInput, source: Source) -> Diagnostic:
     if isinstance(error, UnexpectedCharacters):
-        start = error.pos_in_stream
+        start = error.pos_in_stream or 0
         char = source.text[start] if start < len(source.text) else ""
         hint = None
         if source.text.startswith("==", start) or (char == "=" and source.text[start - 1 : start] in "<>"):

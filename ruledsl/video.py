@@ -266,7 +266,7 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: int = 4) -> Path:
         padded = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=9, macro_block_size=1) as writer:
             for frame in padded:
-                writer.append_data(frame)
+                writer.append_data(frame)  # type: ignore[attr-defined]  # imageio v2 writer
     else:
         raise ValueError(f"cannot write {suffix!r}: use .mp4, .gif, .png, or a folder path")
     return path

@@ -297,4 +297,4 @@ class TransformersBackend(Backend):
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        return self.tokenizer.decode(output[0, length:], skip_special_tokens=True)
+        return str(self.tokenizer.decode(output[0, length:], skip_special_tokens=True))
