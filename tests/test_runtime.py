@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import ruledsl
 from ruledsl.cli import app
-from ruledsl.runtime.generators import Condition, GradientWindow, ReasonerGenerator
+from ruledsl.runtime.generators import GradientWindow, ReasonerGenerator
 from ruledsl.runtime.load import GeneratorLoadError, load_generator
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
 from ruledsl.runtime.lora import attach_lora, detach_lora, load_lora, load_lora_state, lora_state, save_lora
@@ -22,16 +22,6 @@ runner = CliRunner()
 RULES = (
     "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
 )
-
-
-@pytest.fixture()
-def generator():
-    return ReasonerGenerator(model=tiny_model(), steps=3)
-
-
-@pytest.fixture()
-def condition():
-    return Condition(torch.rand(3, 32, 32), "prompt", "maze", frames=4)
 
 
 def program(text=RULES):

@@ -5,10 +5,9 @@ import random
 
 import pytest
 import torch
-from test_runtime import RULES, program, tiny_model
+from test_runtime import RULES, program
 
 import ruledsl
-from ruledsl.runtime.generators import Condition, ReasonerGenerator
 from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.tto import grad_steps_for, improved, normalised_loss, plateau_action
 
@@ -16,16 +15,6 @@ from ruledsl.runtime.tto import grad_steps_for, improved, normalised_loss, plate
 IMPOSSIBLE = (
     "object agent = color(#ff0000, tol=5)\ngoal g: at end area(agent) >= 0.9\nprocess p: always area(agent) >= 0.9\n"
 )
-
-
-@pytest.fixture()
-def generator():
-    return ReasonerGenerator(model=tiny_model(), steps=3)
-
-
-@pytest.fixture()
-def condition():
-    return Condition(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), "prompt", "maze", frames=4)
 
 
 def test_with_no_learning_the_search_is_best_of_n(generator, condition):
