@@ -6,11 +6,16 @@
 
 Where things are: `ir.py` (IR and lowering, no torch), `semantics.py` (the one
 exact/smooth min-max dispatch), `primitives.py` (masks, measures, margins),
-`program.py` (evaluation, windows, blame), `report.py` (pydantic results),
+`spatial.py` (terms and atom margins per frame), `temporal.py` (formulas over
+windows, blame), `asks.py` (`ask` margins from a VQA scorer), `program.py` (CompiledProgram: input checks, one call's evaluation,
+reports), `report.py` (pydantic results),
 `video_io.py` (reading videos for `ruledsl eval`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
 
 from ruledsl.checker import CheckedProgram
 
@@ -23,34 +28,57 @@ def compile_program(
     surrogate: float | None = 2.0,
     resolution: int | None = 256,
     params: dict | None = None,
+    allow_paths: Iterable[str | Path] | None = None,
+    vqa=None,
+    ask_frames: int | None = None,
 ):
     """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs.
 
-    `params` overrides numeric `param` values for this compilation (e.g. a task's cell size).
+    `params` overrides numeric `param` values for this compilation (e.g. a task's cell size); the
+    values are checked like the declarations they replace. `allow_paths`: folders besides the
+    program's own that `file()` may read (default: those the program was checked with).
+    `vqa`: the scorer `ask` atoms need (`ruledsl.runtime.vqa.VLMScorer`; a program with `ask` and no
+    scorer is a CompileError naming its rules); `ask_frames`: frames a video-level ask shows the model
+    (default `asks.DEFAULT_ASK_FRAMES`).
     """
-    from ruledsl.compiler import ir
+    from ruledsl.compiler import asks, ir
     from ruledsl.compiler.program import CompiledProgram
 
     program = ir.lower(checked, params or {})
-    for rule in program.rules:
-        _reject_ask(rule.formula, program)
+    ask_frames = asks.DEFAULT_ASK_FRAMES if ask_frames is None else int(ask_frames)
+    if ask_frames < 1:
+        raise ValueError(f"ask_frames must be at least 1, got {ask_frames}")
+    _prepare_asks(program, vqa, ask_frames)
     return CompiledProgram(
-        program, temperature=temperature, margin=margin, scale=scale, surrogate=surrogate, resolution=resolution
+        program,
+        temperature=temperature,
+        margin=margin,
+        scale=scale,
+        surrogate=surrogate,
+        resolution=resolution,
+        allow_paths=checked.allow_paths if allow_paths is None else allow_paths,
+        vqa=vqa,
+        ask_frames=ask_frames,
     )
 
 
-def _reject_ask(formula, program) -> None:
-    from ruledsl.compiler import ir
+def _prepare_asks(program, vqa, ask_frames: int) -> None:
+    """Refuse `ask` without a scorer (naming the rules), and questions the scorer cannot ask (at their line)."""
+    from ruledsl.compiler import asks, ir
 
-    if isinstance(formula, ir.Ask):
+    found = ir.asks(program)
+    if found and vqa is None:
+        names = list(dict.fromkeys(rule.name for rule, _ in found))
+        first = found[0][1]
         raise ir.CompileError(
-            f"`ask {formula.question!r}`: VQA atoms are not yet supported by this backend "
-            "(they parse and type-check; a VQA backend will lower them)",
+            f"rule{'s' if len(names) > 1 else ''} {', '.join(f'`{n}`' for n in names)} use `ask`, which needs a "
+            "vision-language model: pass --vlm PATH (a transformers image-text-to-text model folder), or "
+            "vqa=VLMScorer.load(PATH) to compile()",
             program.source_name,
-            formula.span,
+            first.span,
         )
-    for value in vars(formula).values():
-        children = value if isinstance(value, tuple) else (value,)
-        for child in children:
-            if isinstance(child, ir.Formula):
-                _reject_ask(child, program)
+    for _, node in found:
+        try:
+            vqa.prepare(node.question, 1 if node.per_frame else ask_frames)
+        except asks.VQAError as error:
+            raise ir.CompileError(f"`ask {node.question!r}`: {error}", program.source_name, node.span) from None

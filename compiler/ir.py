@@ -1,41 +1,73 @@
 """The IR: what a checked program means, with no syntax left.
 
 Lowering (`lower`) does the compile-time work once:
-- names resolved to their definitions, params and arithmetic on constants folded;
+- names resolved to their definitions, constants folded (by the checker's folding);
 - `implies` rewritten, `forall`/`exists` unrolled over the collection;
-- negation pushed to the atoms (negation normal form): `not always p` becomes
-  `eventually not p`, `not (p until q)` becomes `(not p) release (not q)`, a negated
-  atom carries `negated=True` (its margin is flipped), region complements stay terms;
-- nodes are frozen dataclasses with structural equality, so the evaluator's per-call
-  cache computes each shared sub-term (a colour mask, a centroid track) once.
+- negation pushed to the atoms (negation normal form) while lowering: `not always p`
+  becomes `eventually not p`, `not (p until q)` becomes `(not p) release (not q)`, a
+  negated atom carries `negated=True` (its margin is flipped), region complements stay terms;
+- chains of one associative operator flattened into one n-ary node (`a | b | c`,
+  `p and q and r`, `x + y - z`, `a * b * c`, `a & b - c`), so a long chain is one wide
+  node, not a deep one; the order of operands (and so of floating-point rounding) is kept;
+- every built-in call becomes a `Call` (a value) or an `Atom` (a formula) that names its
+  registry entry: the lowering knows no built-in by name;
+- nodes are frozen dataclasses with structural equality and a hash computed once at
+  construction, and the lowering interns them, so the evaluator's per-call cache computes
+  each shared sub-term (a colour mask, a centroid track) once and compares keys cheaply.
 
-This module imports no torch: `ruledsl compile` prints the IR without loading it.
+Lowering walks the syntax tree with an explicit stack (`ruledsl.dag`), so a deep or long
+formula cannot exhaust Python's stack. This module imports no torch: `ruledsl compile`
+prints the IR without loading it.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as _dataclass_replace
+from typing import Any
 
 from ruledsl import ast
-from ruledsl.checker import CheckedProgram
+from ruledsl.checker import CheckedProgram, ParamError
+from ruledsl.dag import ByIdentity, evaluate
+from ruledsl.diagnostics import render_text
 from ruledsl.signatures import BUILTINS, NAMED_COLORS, Type, parse_hex
 from ruledsl.source import Span
 
 
 class CompileError(Exception):
-    """A construct the compiler cannot lower (e.g. `ask` without a VQA backend), with its location."""
+    """A construct the compiler cannot lower (e.g. `ask` without a VQA model), with its location."""
 
     def __init__(self, message: str, source_name: str, span: Span | None):
         where = f"{source_name}:{span.line}:{span.column}: " if span else f"{source_name}: "
         super().__init__(where + message)
 
 
+@dataclass(frozen=True)
+class _Hashed:
+    """Base of IR nodes: frozen dataclasses whose hash is computed once, when built (children hash first).
+
+    The generated hash would walk the whole subtree on every cache lookup: quadratic for
+    deep formulas, exponential for a region used twice in a region used twice in ...
+    (a `__hash__` in the class keeps `dataclass` from generating one).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__hash__ = _Hashed.__hash__
+
+    def __post_init__(self) -> None:
+        key = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash((type(self).__name__, key)))
+
+    def __hash__(self) -> int:
+        return self.__dict__["_hash"]
+
+
 # ---- terms: values per frame (masks, numbers, points, images) ---------------------------------
 
 
 @dataclass(frozen=True)
-class Term:
+class Term(_Hashed):
     pass
 
 
@@ -57,24 +89,11 @@ class StringRef(Term):
 
 
 @dataclass(frozen=True)
-class ColorMask(Term):
-    rgb: tuple[int, int, int]
-    tol: float
-
-
-@dataclass(frozen=True)
-class BoxMask(Term):
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-
-@dataclass(frozen=True)
 class RegionOp(Term):
-    op: str  # "union" | "intersection" | "difference" | "complement" | "grow" | "shrink"
+    """A set operation on masks: "union" and "intersection" (n-ary, in order) or "complement" (one)."""
+
+    op: str
     args: tuple[Term, ...]
-    amount: float = 0.0  # grow/shrink distance
 
 
 @dataclass(frozen=True)
@@ -86,35 +105,50 @@ class Snapshot(Term):
 
 
 @dataclass(frozen=True)
-class PointConst(Term):
-    x: float  # fractions of width / height
-    y: float
+class Call(Term):
+    """A built-in selector, point, image or measure applied to its arguments (see ruledsl.signatures).
 
-
-@dataclass(frozen=True)
-class ImageFile(Term):
-    path: str
-
-
-@dataclass(frozen=True)
-class Measure(Term):
-    """A built-in measure or point function applied to terms (area, speed, centroid, ...)."""
+    `args` are the terms of the entry's term parameters in order; `params` its constant numbers.
+    """
 
     name: str
     args: tuple[Term, ...]
+    params: tuple[tuple[str, float], ...] = ()
+    span: Span | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Arith(Term):
-    op: str  # + - * / neg
+    """Arithmetic on numbers: "+" and "*" (n-ary, in order), "/" (two), "neg" (one)."""
+
+    op: str
     args: tuple[Term, ...]
+
+
+def arguments(call: Call | Atom) -> dict[str, Any]:
+    """A built-in call's arguments by parameter name: terms for its term parameters, floats for constants."""
+    names = (p.name for p in BUILTINS[call.name].term_params())
+    return {**dict(zip(names, call.args)), **dict(call.params)}
+
+
+def term_type(term: Term) -> Type:
+    """What a term's value is: a mask, a number, a point, an image, or a raw colour/string argument."""
+    if isinstance(term, Call):
+        return BUILTINS[term.name].returns
+    if isinstance(term, (RegionOp, Snapshot)):
+        return Type.REGION
+    if isinstance(term, ColorRef):
+        return Type.COLOR
+    if isinstance(term, StringRef):
+        return Type.STRING
+    return Type.NUMBER
 
 
 # ---- formulas (negation normal form) ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Formula:
+class Formula(_Hashed):
     pass
 
 
@@ -146,9 +180,13 @@ class Compare(Formula):
 
 @dataclass(frozen=True)
 class Ask(Formula):
+    """A yes/no question to a VQA model (compiler/asks.py). `per_frame`: asked about each frame (under a
+    temporal operator) rather than about a clip spread over its window; set by `place_asks` while lowering."""
+
     question: str
     negated: bool = False
     span: Span | None = field(default=None, compare=False, repr=False)
+    per_frame: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,16 +257,24 @@ class IRProgram:
     prompt: str | None
     rules: tuple[Rule, ...]
     source_name: str
-    base_dir: str  # for image paths
+    base_dir: str  # the program's folder: `file()` paths start (and must stay) there
+
+
+ATOMIC = (Truth, Atom, Compare, Ask)
+
+
+def positive(atom: Any) -> Formula:
+    """The atom with its negation removed (its margin is computed once, then flipped where negated)."""
+    return _dataclass_replace(atom, negated=False) if getattr(atom, "negated", False) else atom
 
 
 def negate(formula: Formula) -> Formula:
-    """Negation normal form: push `not` to the atoms."""
+    """Negation normal form of `not formula` (lowering does this on the way; this is for IR built by hand)."""
     match formula:
         case Truth(value):
             return Truth(not value)
         case Atom() | Compare() | Ask():
-            return _replace(formula, negated=not formula.negated)
+            return _dataclass_replace(formula, negated=not formula.negated)
         case And(children):
             return Or(tuple(negate(c) for c in children))
         case Or(children):
@@ -250,16 +296,35 @@ def negate(formula: Formula) -> Formula:
     raise TypeError(f"cannot negate {formula!r}")
 
 
-def _replace(node, **changes):
-    from dataclasses import replace
+def children(node: Term | Formula) -> list[Term | Formula]:
+    """Direct sub-terms and sub-formulas of an IR node."""
+    out: list[Term | Formula] = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, (Term, Formula)):
+            out.append(value)
+        elif isinstance(value, tuple):
+            out.extend(v for v in value if isinstance(v, (Term, Formula)))
+    return out
 
-    return replace(node, **changes)
+
+def walk(program: IRProgram):
+    """Every distinct node of the program's rules, each once, in source order (iterative: any depth)."""
+    seen: set[int] = set()
+    stack: list[Any] = [rule.formula for rule in reversed(program.rules)]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(reversed(children(node)))
 
 
-def _flatten(kind, children):
+def _flatten(kind, parts):
     out = []
-    for child in children:
-        out.extend(child.children if isinstance(child, kind) else (child,))
+    for part in parts:
+        out.extend(part.children if isinstance(part, kind) else (part,))
     return tuple(out)
 
 
@@ -267,191 +332,328 @@ def _flatten(kind, children):
 
 
 def lower(checked: CheckedProgram, params: dict[str, float] | None = None) -> IRProgram:
-    """Lower a checked program; `params` overrides numeric `param` values (validated here)."""
+    """Lower a checked program; `params` overrides numeric `param` values.
+
+    Overrides are checked by the checker, exactly like the declarations they replace
+    (`CheckedProgram.with_params`); a value that does not fit is a CompileError naming it.
+    """
     if not checked.ok:
         raise ValueError("cannot lower a program with errors; check it first")
-    return _Lowering(checked, params or {}).program()
+    if params:
+        checked = _with_params(checked, params)
+    return place_asks(_Lowering(checked).program())
+
+
+def _with_params(checked: CheckedProgram, params: dict[str, float]) -> CheckedProgram:
+    try:
+        result = checked.with_params(params)
+    except ParamError as error:
+        raise CompileError(str(error), checked.source.name, None) from None
+    if not result.ok:
+        given = ", ".join(f"{name}={value:g}" for name, value in result.params.items())
+        raise CompileError(
+            f"the param values {given} do not fit this program:\n" + render_text(result.errors, result.source).rstrip(),
+            checked.source.name,
+            None,
+        )
+    return result
+
+
+# Operators that chain into one n-ary node: (type group, operator) -> (IR op, how the right operand enters).
+_CHAINS = {
+    ("number", "+"): ("+", "plain"),
+    ("number", "-"): ("+", "negated"),
+    ("number", "*"): ("*", "plain"),
+    ("region", "|"): ("union", "plain"),
+    ("region", "&"): ("intersection", "plain"),
+    ("region", "-"): ("intersection", "complemented"),
+}
 
 
 class _Lowering:
-    def __init__(self, checked: CheckedProgram, params: dict[str, float]):
+    def __init__(self, checked: CheckedProgram):
         self.checked = checked
-        self.defs: dict[str, Term | tuple] = {}
-        self.constants = dict(checked.constants)
-        for name, value in params.items():
-            current = self.constants.get(name)
-            if not isinstance(current, float):
-                known = sorted(n for n, v in self.constants.items() if isinstance(v, float))
-                raise CompileError(
-                    f"no numeric param `{name}` to override; this program's are: {', '.join(known) or 'none'}",
-                    checked.source.name,
-                    None,
-                )
-            if not math.isfinite(float(value)):
-                raise CompileError(f"param `{name}` must be a finite number, got {value!r}", checked.source.name, None)
-            self.constants[name] = float(value)
+        self.defs: dict[str, Any] = {}
+        self.interned: dict = {}
 
-    def fail(self, message: str, span: Span | None):
-        raise CompileError(message, self.checked.source.name, span)
+    def make(self, node):
+        """One object per distinct node: cache lookups then compare by identity."""
+        return self.interned.setdefault(node, node)
 
     def program(self) -> IRProgram:
+        assert self.checked.program is not None  # lower() refuses programs with errors
         rules = []
         for statement in self.checked.program.statements:
             if isinstance(statement, ast.EntityDecl):
                 value = self.term(statement.value, {})
                 if statement.snapshot is not None:
-                    value = Snapshot(value, self.time(statement.snapshot))
+                    value = self.make(Snapshot(value, self.time(statement.snapshot)))
                 self.defs[statement.name] = value
             elif isinstance(statement, ast.CollectionDecl):
                 self.defs[statement.name] = tuple(self.term(m, {}) for m in statement.members)
             elif isinstance(statement, ast.RuleDecl):
-                weight = self.constant(statement.weight) if statement.weight is not None else 1.0
+                weight = self.number(statement.weight) if statement.weight is not None else 1.0
                 rules.append(
                     Rule(statement.name, statement.role, weight, self.formula(statement.body, {}), statement.span)
                 )
         task = self.checked.task
-        from pathlib import Path
-
-        base = str(Path(self.checked.source.name).resolve().parent) if self.checked.source.name != "<string>" else "."
+        base = str(self.checked.folder.resolve())
         return IRProgram(
             task.name if task else None, task.prompt if task else None, tuple(rules), self.checked.source.name, base
         )
 
-    def constant(self, node: ast.Node) -> float:
-        match node:
-            case ast.Number():
-                return node.value
-            case ast.Name(id=name):
-                return float(self.constants[name])
-            case ast.Neg(operand=operand):
-                return -self.constant(operand)
-            case ast.Binary(op=op, left=left, right=right):
-                a, b = self.constant(left), self.constant(right)
-                return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
-        raise TypeError(f"not a constant: {node!r}")
+    def number(self, node: ast.Node) -> float:
+        value = self.checked.constant(node)
+        if not isinstance(value, float):
+            raise TypeError(f"not a constant number: {node!r}")  # the checker guarantees we never get here
+        return value
 
     def time(self, time: ast.Time) -> tuple[str, float]:
         if time.kind in ("start", "end"):
             return (time.kind, 0.0)
         if time.kind == "name":
-            value = float(self.constants[time.text])
-            literal = self.checked.symbols[time.text].decl.value
+            value = self.checked.constants[time.text]
+            assert isinstance(value, float)  # the checker made sure a time is a number
+            literal = getattr(self.checked.symbols[time.text].decl, "value", None)
             frame = literal.is_integer if isinstance(literal, ast.Number) else value.is_integer()
             return ("frame" if frame else "fraction", value)
         return (time.kind, float(time.text))
 
     # terms ------------------------------------------------------------------------------------
 
-    def term(self, node: ast.Node, scope: dict) -> Term:
+    def group(self, node: ast.Node) -> str:
+        kind = self.checked.type_of(node)
+        return "number" if kind is Type.NUMBER else "region"
+
+    def chain(self, node: ast.Binary) -> list[tuple[str, ast.Node]]:
+        """The operands of the chain `node` ends, left to right, each with how it enters (one n-ary node).
+
+        Walks down the left spine while the operator stays in the same n-ary op; a constant
+        prefix stays one operand (folded, as written).
+        """
+        group = self.group(node)
+        op = _CHAINS[(group, node.op)][0]
+        operands = []
+        while True:
+            operands.append((_CHAINS[(group, node.op)][1], node.right))
+            left = node.left
+            if (
+                isinstance(left, ast.Binary)
+                and _CHAINS.get((group, left.op), ("",))[0] == op
+                and not isinstance(self.checked.constant(left), float)
+            ):
+                node = left
+                continue
+            operands.append(("plain", left))
+            return operands[::-1]
+
+    def term_inputs(self, node: ast.Node) -> list[ast.Node]:
+        if isinstance(self.checked.constant(node), float) or isinstance(node, ast.Name):
+            return []
         match node:
-            case ast.Number():
-                return Const(node.value)
+            case ast.Neg(operand=operand) | ast.Not(operand=operand):
+                return [operand]
+            case ast.Binary(op="/", left=left, right=right):
+                return [left, right]
+            case ast.Binary():
+                return [operand for _, operand in self.chain(node)]
+            case ast.Call():
+                return list(self.bound(node)[0].values())
+        return []
+
+    def term(self, root: ast.Node, scope: dict) -> Any:
+        """Lower an expression that is not a formula (a region, number, point, image, colour or string)."""
+        cache: dict = {}
+
+        def value(node: ast.Node):
+            return cache[ByIdentity(node)]
+
+        def compute(key: ByIdentity):
+            return self.make(self.term_node(key.node, scope, value))
+
+        return evaluate(
+            ByIdentity(root), cache, lambda key: [ByIdentity(n) for n in self.term_inputs(key.node)], compute
+        )
+
+    def term_node(self, node: ast.Node, scope: dict, value) -> Any:
+        constant = self.checked.constant(node)
+        if isinstance(constant, float):
+            return Const(constant)
+        match node:
             case ast.Name(id=name):
                 if name in scope:
                     return scope[name]
-                if name in self.constants:
-                    value = self.constants[name]
-                    return ColorRef(value) if isinstance(value, tuple) else Const(float(value))
+                if name in self.checked.constants:  # a colour param (numbers were folded above)
+                    return ColorRef(self.checked.constants[name])  # type: ignore[arg-type]
                 if name in self.defs:
                     return self.defs[name]
                 if name in NAMED_COLORS:
                     return ColorRef(NAMED_COLORS[name])
             case ast.Color(text=text):
                 return ColorRef(parse_hex(text))
-            case ast.String(value=value):
-                return StringRef(value)
+            case ast.String(value=text):
+                return StringRef(text)
             case ast.Neg(operand=operand):
-                inner = self.term(operand, scope)
-                return Const(-inner.value) if isinstance(inner, Const) else Arith("neg", (inner,))
+                return Arith("neg", (value(operand),))
             case ast.Not(operand=operand):
-                return RegionOp("complement", (self.term(operand, scope),))
-            case ast.Binary(op=op, left=left, right=right):
-                a, b = self.term(left, scope), self.term(right, scope)
-                if self.checked.type_of(node).value == "number":
-                    if isinstance(a, Const) and isinstance(b, Const):
-                        return Const(
-                            {
-                                "+": a.value + b.value,
-                                "-": a.value - b.value,
-                                "*": a.value * b.value,
-                                "/": a.value / b.value,
-                            }[op]
-                        )
-                    return Arith(op, (a, b))
-                return RegionOp({"|": "union", "&": "intersection", "-": "difference"}[op], (a, b))
+                return RegionOp("complement", (value(operand),))
+            case ast.Binary(op="/", left=left, right=right):
+                return Arith("/", (value(left), value(right)))
+            case ast.Binary():
+                group = self.group(node)
+                op = _CHAINS[(group, node.op)][0]
+                args = []
+                for how, operand in self.chain(node):
+                    term = value(operand)
+                    if how == "negated":
+                        term = self.make(Const(-term.value) if isinstance(term, Const) else Arith("neg", (term,)))
+                    elif how == "complemented":
+                        term = self.make(RegionOp("complement", (term,)))
+                    args.append(term)
+                return (Arith if group == "number" else RegionOp)(op, tuple(args))
             case ast.Call():
-                return self.call_term(node, scope)
+                terms, numbers = self.bound(node)
+                return Call(node.func, tuple(value(t) for t in terms.values()), numbers, node.span)
         raise TypeError(f"cannot lower term {node!r}")  # the checker guarantees we never get here
 
-    def bound_args(self, node: ast.Call, scope: dict) -> tuple[list[Term], dict[str, float]]:
-        """Terms for region/point/... parameters, floats for number parameters (defaults filled)."""
+    def bound(self, node: ast.Call) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+        """A call's arguments: syntax of its term parameters (in order), values of its constant ones."""
         builtin = BUILTINS[node.func]
         given = dict(zip((p.name for p in builtin.params), node.args))
         given.update({k.name: k.value for k in node.kwargs})
-        terms, numbers = [], {}
+        terms: dict[str, Any] = {}
+        numbers: list[tuple[str, Any]] = []
         for param in builtin.params:
             arg = given.get(param.name)
-            if param.types == (Type.NUMBER,) and builtin.kind != "measure":  # compile-time constants
-                numbers[param.name] = self.constant(arg) if arg is not None else param.default
+            if builtin.is_constant(param):
+                numbers.append((param.name, self.number(arg) if arg is not None else param.default))
             else:
-                terms.append(self.term(arg, scope))
-        return terms, numbers
-
-    def call_term(self, node: ast.Call, scope: dict) -> Term:
-        terms, numbers = self.bound_args(node, scope)
-        match node.func:
-            case "color":
-                return ColorMask(terms[0].rgb, numbers["tol"])
-            case "box":
-                return BoxMask(numbers["x0"], numbers["y0"], numbers["x1"], numbers["y1"])
-            case "grow" | "shrink":
-                return RegionOp(node.func, (terms[0],), numbers["by"])
-            case "point":
-                return PointConst(numbers["x"], numbers["y"])
-            case "file":
-                return ImageFile(terms[0].value)
-        return Measure(node.func, tuple(terms))
+                terms[param.name] = arg
+        return terms, tuple(sorted(numbers))
 
     # formulas ---------------------------------------------------------------------------------
 
-    def formula(self, node: ast.Node, scope: dict) -> Formula:
+    def formula(self, root: ast.Node, scope: dict, negated: bool = False) -> Formula:
+        """Lower a formula in negation normal form: `negated` lowers `not root` (pushed to the atoms)."""
+        cache: dict = {}
+
+        def inputs(key):
+            node, neg = key[0].node, key[1]
+            match node:
+                case ast.Not(operand=operand):
+                    return [(ByIdentity(operand), not neg)]
+                case ast.Implies(left=left, right=right):
+                    return [(ByIdentity(left), not neg), (ByIdentity(right), neg)]
+                case (
+                    ast.And(left=left, right=right) | ast.Or(left=left, right=right) | ast.Until(left=left, right=right)
+                ):
+                    return [(ByIdentity(left), neg), (ByIdentity(right), neg)]
+                case ast.Temporal(body=body) | ast.During(body=body):
+                    return [(ByIdentity(body), neg)]
+            return []
+
+        def compute(key):
+            node, neg = key[0].node, key[1]
+            values = [cache[k] for k in inputs(key)]
+            return self.make(self.formula_node(node, neg, values, scope))
+
+        return evaluate((ByIdentity(root), negated), cache, inputs, compute)
+
+    def formula_node(self, node: ast.Node, neg: bool, values: list, scope: dict) -> Formula:
         match node:
             case ast.Bool(value=value):
-                return Truth(value)
+                return Truth(value != neg)
             case ast.Ask(question=question):
-                return Ask(question, span=node.span)
-            case ast.Not(operand=operand):
-                return negate(self.formula(operand, scope))
-            case ast.And(left=left, right=right):
-                return And(_flatten(And, (self.formula(left, scope), self.formula(right, scope))))
-            case ast.Or(left=left, right=right):
-                return Or(_flatten(Or, (self.formula(left, scope), self.formula(right, scope))))
-            case ast.Implies(left=left, right=right):
-                return Or(_flatten(Or, (negate(self.formula(left, scope)), self.formula(right, scope))))
-            case ast.Until(left=left, right=right):
-                return Until(self.formula(left, scope), self.formula(right, scope))
-            case ast.Temporal(op="always", body=body):
-                return Always(self.formula(body, scope))
-            case ast.Temporal(op="eventually", body=body):
-                return Eventually(self.formula(body, scope))
-            case ast.Temporal(op="next", body=body):
-                return Next(self.formula(body, scope))
-            case ast.Temporal(op="at", body=body, time=time):
-                return At(self.time(time), self.formula(body, scope))
-            case ast.During(window=window, body=body):
-                return During(self.time(window.low), self.time(window.high), self.formula(body, scope), window.span)
+                return Ask(question, negated=neg, span=node.span)
+            case ast.Not():
+                return values[0]
+            case ast.And() | ast.Or() | ast.Implies():
+                conjunction = isinstance(node, ast.And) != neg if not isinstance(node, ast.Implies) else neg
+                kind = And if conjunction else Or
+                return kind(_flatten(kind, values))
+            case ast.Until():
+                return (Release if neg else Until)(values[0], values[1])
+            case ast.Temporal(op="always"):
+                return (Eventually if neg else Always)(values[0])
+            case ast.Temporal(op="eventually"):
+                return (Always if neg else Eventually)(values[0])
+            case ast.Temporal(op="next"):
+                return Next(values[0])
+            case ast.Temporal(op="at", time=ast.Time() as time):
+                return At(self.time(time), values[0])
+            case ast.During(window=window):
+                return During(self.time(window.low), self.time(window.high), values[0], window.span)
             case ast.Quantified(quantifier=quantifier, var=var, collection=collection, body=body):
-                members = self.defs[collection]
-                parts = tuple(self.formula(body, {**scope, var: member}) for member in members)
+                conjunction = (quantifier == "forall") != neg
+                parts = tuple(self.formula(body, {**scope, var: member}, neg) for member in self.defs[collection])
                 if not parts:  # forall over nothing holds, exists over nothing fails
-                    return Truth(quantifier == "forall")
-                return And(_flatten(And, parts)) if quantifier == "forall" else Or(_flatten(Or, parts))
+                    return Truth(conjunction)
+                kind = And if conjunction else Or
+                return kind(_flatten(kind, parts))
             case ast.Compare(op=op, left=left, right=right):
-                return Compare(op, self.term(left, scope), self.term(right, scope))
+                return Compare(op, self.term(left, scope), self.term(right, scope), neg)
             case ast.Call():
-                terms, numbers = self.bound_args(node, scope)
-                return Atom(node.func, tuple(terms), tuple(sorted(numbers.items())), span=node.span)
+                terms, numbers = self.bound(node)
+                args = tuple(self.term(t, scope) for t in terms.values())
+                return Atom(node.func, args, numbers, neg, span=node.span)
         raise TypeError(f"cannot lower formula {node!r}")
+
+
+# ---- where `ask` atoms look (compiler/asks.py evaluates them) ---------------------------------
+
+_TEMPORAL = (Always, Eventually, Next, Until, Release, At)
+
+
+def place_asks(program: IRProgram) -> IRProgram:
+    """The program with every ask marked per-frame (under a temporal operator) or clip-level (video level).
+
+    A sub-formula without asks stays the same object; rebuilt nodes are interned like the lowering's.
+    """
+    cache: dict = {}
+    interned: dict = {}
+
+    def inputs(key):
+        node, under = key
+        nested = under or isinstance(node, _TEMPORAL)
+        return [(c, nested) for c in children(node) if isinstance(c, Formula)]
+
+    def compute(key):
+        node, under = key
+        if isinstance(node, Ask):
+            return _dataclass_replace(node, per_frame=under)
+        old = [c for c in children(node) if isinstance(c, Formula)]
+        new = [cache[k] for k in inputs(key)]
+        if all(a is b for a, b in zip(old, new)):
+            return node
+        rebuilt = _rebuild(node, iter(new))
+        return interned.setdefault(rebuilt, rebuilt)
+
+    rules = tuple(
+        _dataclass_replace(rule, formula=evaluate((rule.formula, False), cache, inputs, compute))
+        for rule in program.rules
+    )
+    return _dataclass_replace(program, rules=rules)
+
+
+def _rebuild(node: Formula, parts) -> Formula:
+    """`node` with its sub-formulas replaced by `parts`, in `children` order (terms kept)."""
+    values: dict[str, Any] = {}
+    for name in node.__dataclass_fields__:
+        value = getattr(node, name)
+        if isinstance(value, Formula):
+            values[name] = next(parts)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Formula):
+            values[name] = tuple(next(parts) for _ in value)
+    return _dataclass_replace(node, **values)
+
+
+def asks(program: IRProgram) -> list[tuple[Rule, Ask]]:
+    """Every (rule, ask) pair, in source order."""
+    out = []
+    for rule in program.rules:
+        single = IRProgram(None, None, (rule,), program.source_name, program.base_dir)
+        out += [(rule, node) for node in walk(single) if isinstance(node, Ask)]
+    return out
 
 
 # ---- printing (`ruledsl compile`) ------------------------------------------------------------
@@ -463,22 +665,13 @@ def term_text(term: Term) -> str:
             return f"{value:g}"
         case ColorRef(rgb=rgb):
             return "#%02x%02x%02x" % rgb
-        case ColorMask(rgb=rgb, tol=tol):
-            return "color(#%02x%02x%02x, tol=%g)" % (*rgb, tol)
-        case BoxMask(x0=x0, y0=y0, x1=x1, y1=y1):
-            return f"box({x0:g}, {y0:g}, {x1:g}, {y1:g})"
-        case RegionOp(op=op, args=args, amount=amount):
-            inner = ", ".join(term_text(a) for a in args)
-            return f"{op}({inner}{f', {amount:g}' if op in ('grow', 'shrink') else ''})"
-        case Snapshot(region=region, time=time):
-            return f"snapshot({term_text(region)}, {_time_text(time)})"
-        case PointConst(x=x, y=y):
-            return f"point({x:g}, {y:g})"
-        case ImageFile(path=path):
-            return f"file({path!r})"
         case StringRef(value=value):
             return repr(value)
-        case Measure(name=name, args=args) | Arith(op=name, args=args):
+        case Snapshot(region=region, time=time):
+            return f"snapshot({term_text(region)}, {_time_text(time)})"
+        case Call(name=name, args=args, params=params):
+            return f"{name}({', '.join([term_text(a) for a in args] + [f'{k}={v:g}' for k, v in params])})"
+        case RegionOp(op=name, args=args) | Arith(op=name, args=args):
             return f"{name}({', '.join(term_text(a) for a in args)})"
     return repr(term)
 
@@ -501,8 +694,8 @@ def formula_text(f: Formula, indent: int = 0) -> str:
             return f"{pad}{neg}{name}({', '.join([term_text(a) for a in args] + extra)})"
         case Compare(op=op, left=left, right=right):
             return f"{pad}{neg}[{term_text(left)} {op} {term_text(right)}]"
-        case Ask(question=question):
-            return f"{pad}{neg}ask({question!r})"
+        case Ask(question=question, per_frame=per_frame):
+            return f"{pad}{neg}ask({question!r}) " + ("per frame" if per_frame else "over the window")
         case And(children=children) | Or(children=children):
             head = "and" if isinstance(f, And) else "or"
             return f"{pad}{head}\n" + "\n".join(formula_text(c, indent + 1) for c in children)

@@ -48,10 +48,15 @@ class RuleProgram:
         return compile_program(self.checked, **options)
 
 
-def loads(text: str, name: str = "<string>") -> RuleProgram:
-    return RuleProgram(check(Source(text, name)))
+def loads(text: str, name: str = "<string>", allow_paths=()) -> RuleProgram:
+    """Check a program given as text; `name` is its path (relative `file()` paths start at its folder)."""
+    return RuleProgram(check(Source(text, name), allow_paths=allow_paths))
 
 
-def load(path: str | Path) -> RuleProgram:
-    """Read, parse and check a .rule file; raises SourceError (unreadable) or RuleError (diagnostics)."""
-    return RuleProgram(check(read_source(path)))
+def load(path: str | Path, allow_paths=()) -> RuleProgram:
+    """Read, parse and check a .rule file; raises SourceError (unreadable) or RuleError (diagnostics).
+
+    `file("...")` in the program may read only below the file's folder, or below one of
+    `allow_paths` (folders the caller trusts; a program written by a model gets none).
+    """
+    return RuleProgram(check(read_source(path), allow_paths=allow_paths))

@@ -3,20 +3,41 @@
 The checker never stops at the first error: each statement and each sub-expression
 is checked, an ill-typed sub-expression gets type None, and None is accepted
 silently by its parents so one mistake is reported once.
+
+Recursion follows the program's nesting, which the parser bounds (ast.MAX_NESTING); chains
+like `a and b and ...` are typed along their left spine in a loop, and constants are folded
+iteratively (`CheckedProgram.constant`), so their length costs no stack. Every number, written or folded from constants, is finite and at
+most MAX_MAGNITUDE in size, so no inf or NaN reaches the compiler.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ruledsl import ast
+from ruledsl.dag import ByIdentity, evaluate
 from ruledsl.diagnostics import Diagnostic
-from ruledsl.signatures import BUILTINS, NAMED_COLORS, Builtin, Type, parse_hex
+from ruledsl.signatures import BUILTINS, NAMED_COLORS, Builtin, CallContext, Param, Type, parse_hex
 from ruledsl.source import Source, Span
+
+# Numbers in a program are fractions of the frame, frame counts, tolerances and weights; 10^15
+# is far beyond any of them and far below float32's 3.4e38, so products of a few stay finite.
+MAX_MAGNITUDE = 1e15
+# "did you mean" compares a name with every candidate; a generated program with tens of
+# thousands of names and errors would make that quadratic, so one check spends at most this
+# many comparisons on suggestions (then hints fall back to the generic ones).
+SUGGESTION_BUDGET = 200_000
 
 _KIND_TYPE = {"object": Type.OBJECT, "region": Type.REGION, "image": Type.IMAGE}
 _ARTICLE = {Type.OBJECT: "an object", Type.IMAGE: "an image"}
+
+
+def _number_words(text: str) -> str:
+    return f"number `{text}`" if len(text) <= 24 else f"number `{text[:12]}…` ({len(text)} characters)"
 
 
 def _a(t: Type | None) -> str:
@@ -43,6 +64,9 @@ class CheckedProgram:
     symbols: dict[str, Symbol] = field(default_factory=dict)
     constants: dict[str, float | tuple[int, int, int]] = field(default_factory=dict)
     types: dict[int, Type] = field(default_factory=dict)  # id(node) -> type; nodes live as long as `program`
+    allow_paths: tuple[Path, ...] = ()  # folders besides the program's that `file()` may read
+    params: dict[str, float] = field(default_factory=dict)  # overrides the constants were checked with
+    folded: dict[ByIdentity, object] = field(default_factory=dict, repr=False)  # node -> its constant value or None
 
     @property
     def ok(self) -> bool:
@@ -70,16 +94,102 @@ class CheckedProgram:
     def _statements(self) -> tuple:
         return self.program.statements if self.program else ()
 
+    @property
+    def folder(self) -> Path:
+        """Where relative paths in the program (`file("...")`) start: the .rule file's folder."""
+        return Path(self.source.name).parent if self.source.name != "<string>" else Path(".")
 
-def check(source: Source) -> CheckedProgram:
-    """Parse and check; syntax errors stop before name/type checks (there is no tree to check)."""
+    def constant(self, node: ast.Node) -> float | tuple[int, int, int] | None:
+        """The value of a constant expression (numbers, colours, params, arithmetic on them), else None.
+
+        The one place constants are folded: the checker's range checks and the compiler's
+        lowering both read it, so they cannot disagree. Each operator computes only
+        itself; division by zero is not a constant (the checker reports it). Iterative
+        and memoised, so a long chain of `+` costs its length.
+        """
+
+        def operands(key):
+            n = key.node
+            if isinstance(n, ast.Neg):
+                return (ByIdentity(n.operand),)
+            if isinstance(n, ast.Binary) and n.op in "+-*/":
+                return (ByIdentity(n.left), ByIdentity(n.right))
+            return ()
+
+        def fold(key):
+            n = key.node
+            if isinstance(n, ast.Number):
+                return n.value
+            if isinstance(n, ast.Color):
+                return parse_hex(n.text)
+            if isinstance(n, ast.Name):
+                if n.id in self.constants:
+                    return self.constants[n.id]
+                return NAMED_COLORS[n.id] if n.id in NAMED_COLORS and n.id not in self.symbols else None
+            values = [self.folded[k] for k in operands(key)]
+            if not values or not all(isinstance(v, float) for v in values):
+                return None
+            if isinstance(n, ast.Neg):
+                return -values[0]
+            return fold_arithmetic(n.op, values[0], values[1])
+
+        return evaluate(ByIdentity(node), self.folded, operands, fold)
+
+    def with_params(self, params: Mapping[str, float]) -> CheckedProgram:
+        """The program checked again with some numeric params set to other values (`--param`, a task's metadata).
+
+        The overrides go through the same checks as the declarations they replace (the
+        ranges of the built-in arguments they feed, division by zero, windows, weights):
+        the result's diagnostics say where a value does not fit. Raises ParamError for a
+        name that is not a numeric param or a value that is not a finite number.
+        """
+        numeric = sorted(n for n, v in self.constants.items() if isinstance(v, float))
+        overrides: dict[str, float] = {}
+        for name, value in params.items():
+            if name not in numeric:
+                raise ParamError(
+                    f"no numeric param `{name}` to override; this program's are: {', '.join(numeric) or 'none'}"
+                )
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not math.isfinite(number):
+                raise ParamError(f"param `{name}` must be a finite number, got {value!r}")
+            overrides[name] = number
+        if not overrides or self.program is None:
+            return self
+        return Checker(self.source, self.program, allow_paths=self.allow_paths, params=overrides).run()
+
+
+class ParamError(ValueError):
+    """A param override names no numeric param of the program, or is not a finite number."""
+
+
+def fold_arithmetic(op: str, a: float, b: float) -> float | None:
+    """One arithmetic operator on two constants; None for a division by zero."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a / b if b != 0 else None
+
+
+def check(source: Source, allow_paths: Iterable[str | Path] = ()) -> CheckedProgram:
+    """Parse and check; syntax errors stop before name/type checks (there is no tree to check).
+
+    `file("...")` may read only below the program's folder, or below one of `allow_paths`.
+    """
     from ruledsl.parser import ParseError, parse
 
+    allowed = tuple(Path(p) for p in allow_paths)
     try:
         program = parse(source)
     except ParseError as error:
-        return CheckedProgram(source, None, [error.diagnostic])
-    return Checker(source, program).run()
+        return CheckedProgram(source, None, [error.diagnostic], allow_paths=allowed)
+    return Checker(source, program, allow_paths=allowed).run()
 
 
 def did_you_mean(name: str, candidates) -> str | None:
@@ -88,13 +198,23 @@ def did_you_mean(name: str, candidates) -> str | None:
 
 
 class Checker:
-    def __init__(self, source: Source, program: ast.Program):
-        self.result = CheckedProgram(source, program, [])
+    def __init__(
+        self,
+        source: Source,
+        program: ast.Program,
+        allow_paths: tuple[Path, ...] = (),
+        params: Mapping[str, float] | None = None,
+    ):
+        self.result = CheckedProgram(source, program, [], allow_paths=allow_paths, params=dict(params or {}))
+        self.overrides = self.result.params
         self.symbols = self.result.symbols
         self.constants = self.result.constants
         self.diagnostics = self.result.diagnostics
         # First declaration of every name, to tell "defined later" from "undefined".
         self.declared_later: dict[str, ast.Node] = {}
+        # Types of chain nodes typed ahead, along a left spine, before their parent asks (see `infer`).
+        self.spine_types: dict[int, Type | None] = {}
+        self.suggestion_budget = SUGGESTION_BUDGET
         for statement in program.statements:
             if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl)):
                 self.declared_later.setdefault(statement.name, statement)
@@ -102,12 +222,21 @@ class Checker:
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
 
+    def suggest(self, name: str, candidates) -> str | None:
+        candidates = list(candidates)
+        if self.suggestion_budget < len(candidates):
+            return None
+        self.suggestion_budget -= len(candidates)
+        return did_you_mean(name, candidates)
+
     # ---- statements -----------------------------------------------------------------------
 
     def run(self) -> CheckedProgram:
         seen_task: ast.TaskDecl | None = None
         rule_names: dict[str, ast.RuleDecl] = {}
-        for statement in self.result.program.statements:
+        program = self.result.program
+        assert program is not None  # run() is only called on a parsed program
+        for statement in program.statements:
             if isinstance(statement, ast.TaskDecl):
                 if seen_task:
                     self.error(
@@ -136,7 +265,7 @@ class Checker:
                 self.check_rule(statement)
         self.warn_unused()
         if not any(rule.role == "goal" for rule in rule_names.values()):
-            program_span = self.result.program.span
+            program_span = program.span
             self.error(
                 "W102",
                 "the program has no `goal` rule",
@@ -174,6 +303,8 @@ class Checker:
     def check_param(self, decl: ast.ParamDecl) -> None:
         kind = self.infer(decl.value, {})
         value = self.constant(decl.value)
+        if kind is Type.NUMBER and decl.name in self.overrides:
+            value = self.overrides[decl.name]  # checked from here on exactly like the declared value
         if kind in (Type.NUMBER, Type.COLOR) and value is not None:
             self.constants[decl.name] = value
             self.define(decl.name, decl.name_span, Symbol(decl.name, "param", kind, decl))
@@ -263,52 +394,62 @@ class Checker:
 
     def constant(self, node: ast.Node) -> float | tuple[int, int, int] | None:
         """Fold literal numbers, colours and params (no side effects, no diagnostics)."""
-        if isinstance(node, ast.Number):
-            return node.value
-        if isinstance(node, ast.Color):
-            return parse_hex(node.text)
-        if isinstance(node, ast.Name):
-            if node.id in self.constants:
-                return self.constants[node.id]
-            if node.id in NAMED_COLORS and node.id not in self.symbols:
-                return NAMED_COLORS[node.id]
-            return None
-        if isinstance(node, ast.Neg):
-            value = self.constant(node.operand)
-            return -value if isinstance(value, float) else None
-        if isinstance(node, ast.Binary) and node.op in "+-*/":
-            left, right = self.constant(node.left), self.constant(node.right)
-            if not isinstance(left, float) or not isinstance(right, float):
-                return None
-            if node.op == "/":
-                return left / right if right != 0 else None
-            return {"+": left + right, "-": left - right, "*": left * right}[node.op]
-        return None
+        return self.result.constant(node)
 
     def is_static(self, node: ast.Node) -> bool:
         """A region expression is static when it reads no pixels except through static names."""
-        if isinstance(node, ast.Name):
-            symbol = self.symbols.get(node.id)
-            return symbol is None or symbol.static or symbol.kind == "param"
-        if isinstance(node, ast.Call) and node.func == "color":
-            return False
-        return all(self.is_static(child) for child in ast.children(node))
+
+        def static(part: ast.Node) -> bool:
+            if isinstance(part, ast.Name):
+                symbol = self.symbols.get(part.id)
+                return symbol is None or symbol.static or symbol.kind == "param"
+            return not (isinstance(part, ast.Call) and part.func == "color")
+
+        return all(static(part) for part in ast.walk(node))
 
     # ---- expressions ------------------------------------------------------------------------
 
     def infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
+        if id(node) in self.spine_types:
+            return self.spine_types.pop(id(node))
+        if isinstance(node, ast.CHAINS):
+            # Type the left spine bottom-up first, so that this node's own check finds its left
+            # operand typed already and no chain recurses deeper than one link.
+            for link in reversed(ast.left_spine(node, until=self.spine_types)[1:]):
+                self.spine_types[id(link)] = self.infer(link, scope)
         kind = self._infer(node, scope)
         if kind is not None:
             self.result.types[id(node)] = kind
         return kind
 
+    def check_magnitude(self, value: float, what: str, span: Span, source: str = "") -> bool:
+        """E309 unless `value` is finite and within ±MAX_MAGNITUDE; `what` names it in the message,
+        `source` says which param overrides it comes from."""
+        if math.isfinite(value) and abs(value) <= MAX_MAGNITUDE:
+            return True
+        size = f"{value:.3g}" if math.isfinite(value) else "beyond any floating-point number"
+        self.error(
+            "E309",
+            f"{what} is {size}{source}; numbers must be within ±{MAX_MAGNITUDE:g}",
+            span,
+            "numbers in a program are fractions of the frame, frame counts, tolerances or weights",
+        )
+        return False
+
     def _infer(self, node: ast.Node, scope: dict[str, Type]) -> Type | None:
         if isinstance(node, ast.Number):
-            return Type.NUMBER
+            return Type.NUMBER if self.check_magnitude(node.value, _number_words(node.text), node.span) else None
         if isinstance(node, ast.Color):
             return Type.COLOR
         if isinstance(node, ast.String):
             return Type.STRING
+        if isinstance(node, ast.Ask) and not node.question.strip():
+            self.error(
+                "E309",
+                "the question of `ask` is empty",
+                node.span,
+                'write a yes/no question about the video, e.g. `ask "Is the red agent on the green goal?"`',
+            )
         if isinstance(node, (ast.Bool, ast.Ask)):
             return Type.FORMULA
         if isinstance(node, ast.Name):
@@ -362,7 +503,8 @@ class Checker:
         if isinstance(node, ast.Temporal):
             if node.time is not None:
                 self.check_time(node.time)
-            return self.check_body(node.op if node.op != "at" else f"at {node.time.text}", node.body, scope)
+            label = f"at {node.time.text}" if node.op == "at" and node.time is not None else node.op
+            return self.check_body(label, node.body, scope)
         if isinstance(node, ast.During):
             self.check_window(node.window)
             return self.check_body("during", node.body, scope)
@@ -403,7 +545,7 @@ class Checker:
                 f"call it: `{BUILTINS[node.id].signature()}`",
             )
             return None
-        hint = did_you_mean(node.id, [*scope, *self.symbols, *NAMED_COLORS])
+        hint = self.suggest(node.id, [*scope, *self.symbols, *NAMED_COLORS])
         self.error(
             "E201",
             f"undefined name `{node.id}`",
@@ -418,7 +560,17 @@ class Checker:
             return None
         if node.op in "+-*/" and left is Type.NUMBER and right is Type.NUMBER:
             if node.op == "/" and self.constant(node.right) == 0.0:
-                self.error("E309", "division by zero", node.right.span)
+                self.error(
+                    "E309",
+                    "division by zero: the divisor is a constant 0",
+                    node.right.span,
+                    "divide by a non-zero number; a param that is 0 (declared or set with --param) counts too",
+                )
+                return None
+            value = self.constant(node)
+            if isinstance(value, float) and not self.check_magnitude(
+                value, f"this `{node.op}` of constants", node.span, self.overridden(node)
+            ):
                 return None
             return Type.NUMBER
         if node.op in "|&-" and Type.REGION.accepts(left) and Type.REGION.accepts(right):
@@ -469,7 +621,7 @@ class Checker:
                     "E204",
                     f"unknown function `{node.func}`",
                     node.func_span,
-                    did_you_mean(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
+                    self.suggest(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
                 )
             return None
         bound = self.bind_arguments(builtin, node)
@@ -487,7 +639,7 @@ class Checker:
                 )
                 ok = False
             elif kind is Type.NUMBER:
-                if builtin.kind != "measure" and self.constant(arg) is None:
+                if builtin.is_constant(param) and self.constant(arg) is None:
                     self.error(
                         "E304",
                         f"`{param.name}` of `{builtin.name}` must be a constant number",
@@ -500,17 +652,25 @@ class Checker:
         if bound is None:  # still type the arguments so their names count as used and their errors show
             for arg in (*node.args, *(k.value for k in node.kwargs)):
                 self.infer(arg, scope)
-        if ok and builtin.name == "box":
-            x0, y0, x1, y1 = (self.constant(bound[p]) for p in builtin.params)
-            if all(isinstance(v, float) for v in (x0, y0, x1, y1)) and (x0 >= x1 or y0 >= y1):
-                self.error(
-                    "E309",
-                    "an empty box: need x0 < x1 and y0 < y1",
-                    node.span,
-                    "box(x0, y0, x1, y1) takes the top-left then the bottom-right corner",
-                )
-                ok = False
+        if ok and bound is not None:
+            ok = self.check_builtin_rules(builtin, node, bound)
         return builtin.returns if ok else None
+
+    def check_builtin_rules(self, builtin: Builtin, node: ast.Call, bound: dict) -> bool:
+        """The entry's own static rules (an empty box, a file outside the program's folder)."""
+        if builtin.check is None:
+            return True
+        values = {p.name: self.constant_argument(bound[p]) if p in bound else p.default for p in builtin.params}
+        context = CallContext(self.result.folder, self.result.allow_paths)
+        ok = True
+        for problem in builtin.check(values, context):
+            param = next((p for p in bound if p.name == problem.param), None)
+            self.error(problem.code, problem.message, bound[param].span if param else node.span, problem.hint)
+            ok = False
+        return ok
+
+    def constant_argument(self, arg: ast.Node):
+        return arg.value if isinstance(arg, ast.String) else self.constant(arg)
 
     def bind_arguments(self, builtin: Builtin, node: ast.Call) -> dict | None:
         params = builtin.params
@@ -528,20 +688,20 @@ class Checker:
             bound[param] = arg
         by_name = {p.name: p for p in params}
         for kwarg in node.kwargs:
-            param = by_name.get(kwarg.name)
-            if param is None:
+            named = by_name.get(kwarg.name)
+            if named is None:
                 self.error(
                     "E303",
                     f"`{builtin.name}` has no parameter `{kwarg.name}`",
                     kwarg.span,
-                    did_you_mean(kwarg.name, by_name) or f"`{builtin.signature()}`",
+                    self.suggest(kwarg.name, by_name) or f"`{builtin.signature()}`",
                 )
                 ok = False
-            elif param in bound:
+            elif named in bound:
                 self.error("E303", f"argument `{kwarg.name}` of `{builtin.name}` is given twice", kwarg.span)
                 ok = False
             else:
-                bound[param] = kwarg.value
+                bound[named] = kwarg.value
         missing = [p.name for p in params if p.required and p not in bound]
         if missing and ok:
             self.error(
@@ -553,18 +713,30 @@ class Checker:
             ok = False
         return bound if ok else None
 
-    def check_range(self, builtin: Builtin, param, arg: ast.Node) -> bool:
+    def check_range(self, builtin: Builtin, param: Param, arg: ast.Node) -> bool:
         value = self.constant(arg)
         if not isinstance(value, float):
             return True  # a measure's argument varies per frame: nothing to check statically
-        if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
-            low = "-inf" if param.low is None else f"{param.low:g}"
-            high = "inf" if param.high is None else f"{param.high:g}"
+        if not param.admits(value):
             self.error(
-                "E309", f"`{param.name}` of `{builtin.name}` is {value:g}, outside [{low}, {high}]", arg.span, param.doc
+                "E309",
+                f"`{param.name}` of `{builtin.name}` is {value:g}{self.overridden(arg)}, outside {param.range_text()}",
+                arg.span,
+                param.doc,
             )
             return False
         return True
+
+    def overridden(self, node: ast.Node) -> str:
+        """Which overridden params a value comes from, for messages: ' (from cell=0)'."""
+        names: set[str] = set()
+        stack = [node] if self.overrides else []
+        while stack:  # not ast.walk: it recurses, and an argument may be a long chain
+            n = stack.pop()
+            if isinstance(n, ast.Name) and n.id in self.overrides:
+                names.add(n.id)
+            stack.extend(ast.children(n))
+        return f" (from {', '.join(f'{n}={self.overrides[n]:g}' for n in sorted(names))})" if names else ""
 
     # ---- time ------------------------------------------------------------------------------
 
@@ -587,11 +759,13 @@ class Checker:
                     "a time is `start`, `end`, a frame (integer) or a fraction (0.0 to 1.0)",
                 )
                 return "error", None
-            literal = symbol.decl.value
+            literal = getattr(symbol.decl, "value", None)  # a param declaration: its literal
             is_frame = literal.is_integer if isinstance(literal, ast.Number) else float(value).is_integer()
             kind = "frame" if is_frame else "fraction"
         else:
             kind, value = time.kind, float(time.text)
+            if not self.check_magnitude(value, "the time " + _number_words(time.text), time.span):
+                return "error", None
         if kind == "fraction" and not 0.0 <= value <= 1.0:
             self.error(
                 "E306",
@@ -602,6 +776,14 @@ class Checker:
             return "error", None
         if kind == "frame" and value < 0:
             self.error("E306", f"frame {value:g} is negative", time.span)
+            return "error", None
+        if kind == "frame" and not float(value).is_integer():  # only an override can make a frame fractional
+            self.error(
+                "E306",
+                f"frame {value:g} is not a whole number",
+                time.span,
+                "a param declared as an integer is a frame; set it to an integer",
+            )
             return "error", None
         return kind, value
 
@@ -623,7 +805,7 @@ class Checker:
         reversed_ = (
             (low_kind == "end" and high_kind != "end")
             or (high_kind == "start" and low_kind != "start")
-            or (low_kind == high_kind and low is not None and low > high)
+            or (low_kind == high_kind and low is not None and high is not None and low > high)
         )
         if reversed_:
             self.error(

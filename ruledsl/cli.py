@@ -1,14 +1,22 @@
 """The `ruledsl` command line (typer).
 
 Exit codes everywhere: 0 success, 1 the program or video fails (errors, unmet
-rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video).
+rules), 2 usage or I/O problems (missing file, not UTF-8, too large, bad video),
+3 an internal error (a bug in ruledsl): one line on stderr naming what failed and
+the log file that holds the traceback (`--debug` prints it instead), so a script
+never mistakes a crash for a verdict. An OSError no command handled (a full disk,
+a permission) is exit 2 the same way. 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -25,7 +33,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+# Text output shows this many diagnostics per file (the count of the rest follows); a generated
+# program can have tens of thousands. `--format json` always lists every one.
+MAX_SHOWN_DIAGNOSTICS = 200
+_options = {"debug": bool(os.environ.get("RULEDSL_DEBUG"))}
 
 from ruledsl.tasks.cli import app as tasks_app  # noqa: E402  (typer only; its commands import lazily)
 
@@ -38,11 +51,18 @@ MODEL_HELP = (
 )
 DEVICE_HELP = "torch device for the model (cpu, cuda, cuda:1, ...); default: cuda when available, else cpu."
 DTYPE_HELP = "dtype of the frozen model: float32 (default), bfloat16 or float16 (on a GPU); LoRA weights stay float32."
+VLM_HELP = (
+    "A transformers image-text-to-text model folder (AutoModelForImageTextToText + AutoProcessor): "
+    "scores the program's `ask` atoms; needed only by programs that use `ask`."
+)
+VLM_DTYPE_HELP = "dtype of the frozen VLM: float32 (default), bfloat16 or float16 (on a GPU)."
+ASK_FRAMES_HELP = "Frames a video-level `ask` shows the VLM, spread over its window (default 4)."
 
 
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"
 
 
 def _read_or_exit(path: Path) -> Source:
@@ -57,13 +77,18 @@ def _stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
-    """Render diagnostics with colour on a terminal (rich), plain text otherwise."""
+def print_diagnostics(diagnostics, source: Source, stream=None, limit: int = MAX_SHOWN_DIAGNOSTICS) -> None:
+    """Render diagnostics with colour on a terminal (rich), plain text otherwise; at most `limit`."""
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
-    for diagnostic in sorted(diagnostics, key=sort_key):
+    stream = stream or sys.stderr
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    ordered = sorted(diagnostics, key=sort_key)
+    for diagnostic in ordered[:limit]:
+        if not console.is_terminal:  # no styles to add: skip rich's layout (thousands of diagnostics)
+            stream.write(render_plain(diagnostic, source) + "\n\n")
+            continue
         text = Text(render_plain(diagnostic, source))
         style = "bold red" if diagnostic.is_error else "bold yellow"
         text.stylize(style, 0, text.plain.index(":"))
@@ -72,18 +97,24 @@ def print_diagnostics(diagnostics, source: Source, stream=None) -> None:
         text.stylize(style, caret_line_start, caret_line_start + len(lines[4]))
         console.print(text)
         console.print()
+    if len(ordered) > limit:
+        stream.write(f"... and {len(ordered) - limit} more (all of them: `ruledsl check --format json`)\n\n")
 
 
 @app.command()
 def check(
     files: list[Path] = typer.Argument(..., help="One or more .rule files."),
     format: OutputFormat = typer.Option(
-        OutputFormat.text, "--format", "-f", help="text (for people) or json (one object per diagnostic)."
+        OutputFormat.text,
+        "--format",
+        "-f",
+        help="text (for people), json (one object per diagnostic) or sarif (SARIF 2.1.0, for code scanning).",
     ),
 ) -> None:
     """Parse and type-check rule programs; report every error with file:line:col, code and hint."""
     worst = EXIT_OK
     all_json = []
+    all_checked = []  # (source, diagnostics) per file, for SARIF
     for path in files:
         source = _read_or_exit(path)
         checked = check_source(source)
@@ -91,6 +122,8 @@ def check(
             import json
 
             all_json.extend(json.loads(render_json(checked.diagnostics, source)))
+        elif format is OutputFormat.sarif:
+            all_checked.append((source, checked.diagnostics))
         elif checked.diagnostics:
             print_diagnostics(checked.diagnostics, source)
         errors, warnings = len(checked.errors), len(checked.warnings)
@@ -107,6 +140,10 @@ def check(
         import json
 
         print(json.dumps(all_json, indent=2))
+    elif format is OutputFormat.sarif:
+        from ruledsl.sarif import render_sarif
+
+        print(render_sarif(all_checked))
     raise typer.Exit(worst)
 
 
@@ -132,15 +169,55 @@ def fmt(
             changed.append(path)
         if write:
             if formatted != source.text:
-                tmp = path.with_name(path.name + ".fmt-tmp")
-                tmp.write_text(formatted, encoding="utf-8")
-                tmp.replace(path)  # atomic: never leaves a half-written program
+                _rewrite(path, formatted)
         elif not check_only:
             sys.stdout.write(formatted)
     if check_only:
         for path in changed:
             _stderr(f"{path}: would be reformatted")
         raise typer.Exit(EXIT_FAIL if changed else EXIT_OK)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace a file's contents atomically (write a sibling, then rename over it), through a
+    symbolic link to its target, keeping the file's permission bits."""
+    import tempfile
+
+    target = Path(os.path.realpath(path))
+    tmp = None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".fmt-tmp")
+        tmp = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)  # atomic: never leaves a half-written program
+    except OSError as error:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        _stderr(f"error: cannot rewrite {path}: {error.strerror or error}; the file is unchanged")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command()
+def lsp(
+    stdio: bool = typer.Option(
+        False, "--stdio", help="Speak LSP over stdin/stdout: the only transport, and the default (editors pass it)."
+    ),
+    debounce: float = typer.Option(
+        0.2, "--debounce", min=0.0, help="Seconds after the last edit before the document is checked again."
+    ),
+    log_file: Path = typer.Option(None, "--log-file", help="Write the server's debug log here."),
+) -> None:
+    """Language server for .rule files (LSP over stdio): diagnostics as you type, hover, completion, navigation, rename, formatting."""
+    if log_file is not None:
+        import logging
+
+        logging.basicConfig(filename=log_file, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    from ruledsl.lsp.server import main as serve
+
+    serve(debounce)
 
 
 def _load_or_exit(path: Path, exit_code: int):
@@ -162,6 +239,19 @@ def _compile_or_exit(program, **options):
     try:
         return program.compile(**options)
     except CompileError as error:
+        _stderr(f"error: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _vlm_or_exit(path: Path | None, device, dtype: str | None):
+    """The VQA scorer of `--vlm` (None without it: compiling then names the rules that need one)."""
+    if path is None:
+        return None
+    from ruledsl.runtime.vqa import VLMLoadError, VLMScorer
+
+    try:
+        return VLMScorer.load(path, device=device, dtype=dtype)
+    except VLMLoadError as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
 
@@ -195,6 +285,10 @@ def eval_(
     task: Path = typer.Option(
         None, "--task", help="A task folder: its metadata sets the program's params (e.g. `cell`), as in optimize."
     ),
+    vlm: Path = typer.Option(None, "--vlm", help=VLM_HELP),
+    vlm_dtype: str = typer.Option(None, "--vlm-dtype", help=VLM_DTYPE_HELP),
+    ask_frames: int = typer.Option(None, "--ask-frames", min=1, help=ASK_FRAMES_HELP),
+    device: str = typer.Option(None, "--device", help="torch device for the VLM (cuda when available, else cpu)."),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
@@ -206,14 +300,16 @@ def eval_(
         raise typer.Exit(EXIT_USAGE)
     params = _parse_params(param)
     params = {**_task_params_or_exit(program, task, video, set(params)), **params}
-    compiled = _compile_or_exit(program, temperature=temperature, params=params)
+    vqa = _vlm_or_exit(vlm, device, vlm_dtype)
+    compiled = _compile_or_exit(program, temperature=temperature, params=params, vqa=vqa, ask_frames=ask_frames)
+    from ruledsl.compiler.asks import VQAError
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
     try:
         frames = read_video(video)
         report = compiled(frames[None])
-    except (VideoReadError, VideoError, WindowError) as error:
+    except (VideoReadError, VideoError, WindowError, VQAError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     text = report.model_dump_json(indent=2)
@@ -302,55 +398,123 @@ def optimize(
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    vlm: Path = typer.Option(None, "--vlm", help=VLM_HELP),
+    vlm_dtype: str = typer.Option(None, "--vlm-dtype", help=VLM_DTYPE_HELP),
+    ask_frames: int = typer.Option(None, "--ask-frames", min=1, help=ASK_FRAMES_HELP),
 ) -> None:
-    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder."""
+    """Optimize a LoRA (or the noise, or pick the best of N) on one task until the rules hold; write the run folder.
+
+    The run's state is saved after every step: after Ctrl-C, a kill or a crash, `--resume` continues it."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     program = _load_or_exit(rule_file, EXIT_USAGE)
     from ruledsl.runtime.generators import condition_from_task
     from ruledsl.runtime.load import GeneratorLoadError, load_generator
-    from ruledsl.runtime.loop import METHODS, nfe_budget_for
+    from ruledsl.runtime.loop import METHODS, ResumeMismatchError, nfe_budget_for
     from ruledsl.runtime.loop import optimize as run_optimize
-    from ruledsl.runtime.run import RunExistsError, check_out_folder, load_resume, task_params, write_run
+    from ruledsl.runtime.run import (
+        CheckpointWriter,
+        RunFolderError,
+        check_out_folder,
+        load_resume,
+        manifest_fields,
+        resume_conflicts,
+        run_manifest,
+        start_run,
+        task_params,
+        write_run,
+    )
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if method not in METHODS:
         _stderr(f"error: unknown --method {method!r}; choose from {', '.join(METHODS)}")
         raise typer.Exit(EXIT_USAGE)
     try:
-        check_out_folder(out, force, resume)
+        check_out_folder(out, force, resume, task)  # before any work: a bad --out is found now, not at the end
         folder = read_task(task)
         generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
-    except (RunExistsError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
+        state = load_resume(out) if resume else None
+        manifest = run_manifest(out) if resume else None
+    except (RunFolderError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     params = task_params(program, folder, _parse_params(param))
-    compiled = _compile_or_exit(program, params=params)
+    vqa = _vlm_or_exit(vlm, generator.device, vlm_dtype)  # on the generator's device
+    compiled = _compile_or_exit(program, params=params, vqa=vqa, ask_frames=ask_frames)
     settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
-    if method != "lora" and nfe is None:  # compare at equal cost: the NFE of `steps` LoRA steps
+    # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
+    baseline = method in ("best-of-n", "noise")
+    if baseline and nfe is None:
         nfe = nfe_budget_for(generator, settings, steps)
-    budget = Budget(steps=steps if method == "lora" or nfe is None else 10**9, seconds=seconds, nfe=nfe)
-    state = load_resume(out) if resume else None
-    if state is not None and state["method"] != method:
-        _stderr(f"error: {out} is a {state['method']} run; resume it with --method {state['method']}")
+    budget = Budget(steps=10**9 if baseline and nfe is not None else steps, seconds=seconds, nfe=nfe)
+    model_name = str(model or "built-in reasoner")
+    conflicts = resume_conflicts(manifest, settings) if manifest is not None else []
+    if conflicts:
+        _stderr(
+            f"error: {out} was run with other settings: {'; '.join(conflicts)}; resume it with the run's "
+            "settings (budgets may differ), or pass --force instead of --resume to start it over"
+        )
         raise typer.Exit(EXIT_USAGE)
-    result = _run_with_display(
-        lambda on_step: run_optimize(
-            compiled, condition_from_task(folder), generator, budget, settings, on_step=on_step, resume=state
-        ),
-        compiled,
-    )
-    report = write_run(
-        out, result, str(rule_file), str(task), str(model or "built-in reasoner"), settings, budget, params
-    )
+    try:
+        if not resume:
+            start_run(out, force, manifest_fields(settings, str(rule_file), str(task), model_name))
+        elif state is None:
+            _stderr(f"note: {out} has no saved step yet; starting the run from its base sample")
+        with _termination_as_interrupt():
+            result = _run_with_display(
+                lambda on_step: run_optimize(
+                    compiled,
+                    condition_from_task(folder),
+                    generator,
+                    budget,
+                    settings,
+                    on_step=on_step,
+                    resume=state,
+                    checkpoint=CheckpointWriter(out),
+                ),
+                compiled,
+            )
+        report = write_run(out, result, str(rule_file), str(task), model_name, settings, budget, params)
+    except ResumeMismatchError as error:
+        _stderr(f"error: cannot resume {out}: {error}; pass --force instead of --resume to start it over")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:  # before the base sample was judged (later ones are kept by the loop)
+        _stderr(f"interrupted before the first sample; nothing saved yet (--resume {out} starts the run)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (RunFolderError, OSError) as error:
+        _stderr(f"error: writing the run to {out}: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
     print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
         + (", lora.safetensors" if result.lora else "")
+        + ("; continue it with --resume" if report.interrupted else "")
     )
     raise typer.Exit(EXIT_OK if report.solved_after else EXIT_FAIL)
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (preemption) and SIGHUP (a closed terminal) stop the run like Ctrl-C: the best so far is
+    written. (SIGKILL cannot be caught; the per-step checkpoint covers it.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_with_display(run, compiled):
@@ -475,10 +639,13 @@ def extract(
     if output is not None and output.exists() and not force:
         _stderr(f"error: {output} exists; pass --force to overwrite it")
         raise typer.Exit(EXIT_USAGE)
+    from ruledsl.source import read_bounded
+    from ruledsl.teacher.extract import MAX_INPUT_CHARS
+
     try:
-        data = raw.read_bytes()
-    except OSError as error:
-        _stderr(f"error: {raw}: cannot read ({error.strerror or error})")
+        data = read_bounded(raw, 4 * MAX_INPUT_CHARS, "a model's answer (text)")  # UTF-8: 4 bytes a character at most
+    except SourceError as error:
+        _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
         result = pull(data.decode("utf-8", errors="replace"), name=str(output or raw))
@@ -495,6 +662,7 @@ def extract(
     if output is None:
         sys.stdout.write(result.program)
     else:
+        assert result.program is not None and result.checked is not None  # ok: a clean program was chosen
         output.write_text(result.program, encoding="utf-8")
         _stderr(f"wrote {output} ({len(result.checked.rules)} rules, from {result.candidates} candidate(s))")
 
@@ -529,7 +697,7 @@ def teach(
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     if show_prompt:
-        print(Teacher(None).prompt_for(folder))
+        print(Teacher.prompt_for(folder))
         raise typer.Exit(EXIT_OK)
     if output is None:
         _stderr("error: --output is required (or use --show-prompt)")
@@ -555,6 +723,7 @@ def teach(
         _stderr(teaching.diagnostics)
         _stderr(f"no valid program after {len(teaching.rounds)} round(s); the raw answers are in {transcript}")
         raise typer.Exit(EXIT_FAIL)
+    assert teaching.program is not None  # ok: the last program checked clean
     output.write_text(teaching.program, encoding="utf-8")
     print(f"wrote {output} after {len(teaching.rounds)} round(s); transcript {transcript}")
 
@@ -622,14 +791,15 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{rule_file} on {video} ({report.frames} frames)")
-    for column, justify in (
+    columns: tuple[tuple[str, Literal["left", "center", "right"]], ...] = (
         ("rule", "left"),
         ("role", "left"),
         ("verdict", "center"),
         ("margin", "right"),
         ("loss", "right"),
         ("violating frames", "left"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for rule in report.rules.values():
         ok = bool(rule.verdict[0])
@@ -652,5 +822,51 @@ def _print_report_table(report, rule_file: Path, video: Path) -> None:
     console.print(f"{verdict}; total loss {float(report.loss):.4f}")
 
 
-def main() -> None:
-    app()
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help="On an internal error, print the traceback here instead of to a log file."
+    ),
+) -> None:
+    """Options for every command."""
+    if debug:
+        _options["debug"] = True
+
+
+def _report_crash(error: BaseException, argv: list[str], code: int, kind: str) -> int:
+    """One line on stderr for an exception no command handled; the traceback with --debug,
+    else in a log file the line names. Returns the exit code."""
+    import tempfile
+    import traceback
+
+    what = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    details = "".join(traceback.format_exception(error))
+    if _options["debug"]:
+        sys.stderr.write(details)
+        _stderr(f"{kind} (exit {code}): {what}")
+        return code
+    try:
+        handle, log = tempfile.mkstemp(prefix="ruledsl-crash-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(f"ruledsl {' '.join(argv)}\npython {sys.version}\n\n{details}")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "no log file could be written"
+    _stderr(f"{kind} (exit {code}): {what}; {where}; rerun with --debug to see it")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: typer's app, with an unhandled OSError turned into exit 2 and any
+    other unexpected exception into exit 3 (one line each; see `_report_crash`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _options["debug"] = bool(os.environ.get("RULEDSL_DEBUG"))  # `--debug` sets it again while parsing
+    try:
+        app(args=argv, prog_name="ruledsl")
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as error:  # a full disk, a permission, a missing folder: an I/O problem, not a bug
+        sys.exit(_report_crash(error, argv, EXIT_USAGE, "I/O error"))
+    except Exception as error:  # the last resort: anything a command did not turn into a clear error
+        sys.exit(_report_crash(error, argv, EXIT_INTERNAL, "internal error, a bug in ruledsl"))

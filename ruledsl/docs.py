@@ -1,4 +1,4 @@
-"""Reference tables generated from the signature table (docs/language.md and the teacher prompt).
+"""Reference tables generated from the built-in registry (docs/language.md).
 
 `python -m ruledsl.docs` rewrites the generated block of docs/language.md; a test
 fails if the committed block differs, so docs and checker cannot drift.
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ruledsl.diagnostics import CODES
-from ruledsl.signatures import BUILTINS, NAMED_COLORS
+from ruledsl.signatures import BUILTINS, NAMED_COLORS, Param
 
 BEGIN, END = "<!-- generated: builtins -->", "<!-- end generated -->"
 _KIND_TITLES = {
@@ -22,6 +22,11 @@ _KIND_TITLES = {
 }
 
 
+def _range(param: Param) -> str:
+    """The values the checker accepts for a constant argument, e.g. " (in [0, 1])"."""
+    return "" if param.low is None and param.high is None else f" (in {param.range_text()})"
+
+
 def builtins_markdown() -> str:
     out = []
     for kind, title in _KIND_TITLES.items():
@@ -30,7 +35,7 @@ def builtins_markdown() -> str:
             if b.kind != kind:
                 continue
             meaning = b.doc + ("" if b.differentiable else " *(no gradient)*")
-            params = "; ".join(f"`{p.name}`: {p.doc}" for p in b.params)
+            params = "; ".join(f"`{p.name}`: {p.doc}{_range(p)}" for p in b.params)
             out.append(f"| `{b.signature()}` | {meaning}<br>{params} | `{b.example}` |")
         out.append("")
     colours = ", ".join(f"`{name}`" for name in NAMED_COLORS)

@@ -5,16 +5,21 @@ lower-case colours, numbers as written. Comments survive: a comment after a
 statement on its last line stays there; any other comment keeps its own line
 before the statement that follows it (comments inside a multi-line statement move
 above it). Runs of blank lines become one blank line.
+
+Chains (`a and b and ...`, `a + b - ...`) are printed along their left spine in a loop, so
+their length costs no stack; anything else recurses over the nesting the parser bounds.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import re
 
 from lark import Lark
 
 from ruledsl import ast
-from ruledsl.parser import ParseError, _syntax_diagnostic, _ToAst, grammar_text
+from ruledsl.parser import ParseError, _syntax_diagnostic, grammar_text, to_ast
 from ruledsl.source import Source
 
 # Binding strength: a child weaker than its slot requires gets parentheses.
@@ -45,6 +50,40 @@ def _time(time: ast.Time) -> str:
     return time.text
 
 
+# After `at TIME` the parser could also be ending an `object x = ... at TIME` snapshot (LALR
+# shares that state), so there the lexer reads a statement keyword as the keyword even where a
+# name is meant: `at end goal >= 1` breaks, `at end (goal >= 1)` keeps the name.
+_STARTS_WITH_STATEMENT_KEYWORD = re.compile(r"(task|param|object|region|image|objects|goal|process)(?![A-Za-z0-9_])")
+
+
+def _slots(node: ast.Chain) -> tuple[int, int]:
+    """Binding strength required of a chain node's left and right operands."""
+    if isinstance(node, ast.Binary):
+        level = ADD if node.op in "+-|" else MUL
+        return level, level + 1
+    return (OR, AND) if isinstance(node, ast.Or) else (AND, UNTIL)
+
+
+def _operator(node: ast.Chain) -> str:
+    return node.op if isinstance(node, ast.Binary) else ("or" if isinstance(node, ast.Or) else "and")
+
+
+def _chain(node: ast.Chain) -> str:
+    """A chain node's text, built along its left spine (bottom up) without recursing down it."""
+    spine = ast.left_spine(node)
+    parts = [expr(spine[-1].left, _slots(spine[-1])[0])]
+    opened = 0  # parentheses opened at the very start, for left operands that bind too loosely
+    previous = None
+    for link in reversed(spine):
+        left_slot, right_slot = _slots(link)
+        if previous is not None and _level(previous) < left_slot:
+            opened += 1
+            parts.append(")")
+        parts.append(f" {_operator(link)} {expr(link.right, right_slot)}")
+        previous = link
+    return "(" * opened + "".join(parts)
+
+
 def expr(node: ast.Node, slot: int = PREFIX) -> str:
     """Source text of an expression placed where binding strength `slot` is required."""
     text = _expr(node)
@@ -69,24 +108,24 @@ def _expr(node: ast.Node) -> str:
         return f"{node.func}({', '.join(args)})"
     if isinstance(node, ast.Neg):
         return f"-{expr(node.operand, NEG)}"
-    if isinstance(node, ast.Binary):
-        level = ADD if node.op in "+-|" else MUL
-        return f"{expr(node.left, level)} {node.op} {expr(node.right, level + 1)}"
+    if isinstance(node, ast.CHAINS):
+        return _chain(node)
     if isinstance(node, ast.Compare):
         return f"{expr(node.left, ADD)} {node.op} {expr(node.right, ADD)}"
     if isinstance(node, ast.Not):
         return f"not {expr(node.operand, NOT)}"
     if isinstance(node, ast.Implies):
         return f"{expr(node.left, OR)} implies {expr(node.right, PREFIX)}"
-    if isinstance(node, ast.Or):
-        return f"{expr(node.left, OR)} or {expr(node.right, AND)}"
-    if isinstance(node, ast.And):
-        return f"{expr(node.left, AND)} and {expr(node.right, UNTIL)}"
     if isinstance(node, ast.Until):
         return f"{expr(node.left, NOT)} until {expr(node.right, NOT)}"
     if isinstance(node, ast.Temporal):
-        head = f"at {_time(node.time)}" if node.op == "at" else node.op
-        return f"{head} {expr(node.body)}"
+        if node.op != "at":
+            return f"{node.op} {expr(node.body)}"
+        body = expr(node.body)
+        if _STARTS_WITH_STATEMENT_KEYWORD.match(body):
+            body = f"({body})"
+        assert node.time is not None  # `at` always has its time
+        return f"at {_time(node.time)} {body}"
     if isinstance(node, ast.During):
         return f"during [{_time(node.window.low)}, {_time(node.window.high)}] {expr(node.body)}"
     if isinstance(node, ast.Quantified):
@@ -135,7 +174,7 @@ def format_source(source: Source) -> str:
         tree = parser.parse(source.text)
     except UnexpectedInput as error:
         raise ParseError(_syntax_diagnostic(error, source)) from None
-    program: ast.Program = _ToAst(source).transform(tree)
+    program = to_ast(tree, source)
     found = [(c.line, c.start_pos, str(c).rstrip()) for c in comments]
     comments.clear()
     return layout(program, found)
@@ -144,14 +183,19 @@ def format_source(source: Source) -> str:
 def layout(program: ast.Program, comments: list[tuple[int, int, str]]) -> str:
     # Items are (first line, last line, text); trailing comments are glued to their statement.
     trailing: dict[int, str] = {}
-    items: list[tuple[int, int, int, str]] = []  # (sort line, first line, last line, text)
-    statements = list(program.statements)
+    items: list[tuple[float, int, int, str]] = []  # (sort line, first line, last line, text)
+    statements = list(program.statements)  # in source order, not overlapping
+    starts = [s.span.start for s in statements]
+    ending_on: dict[int, list[ast.Statement]] = {}
+    for s in statements:
+        ending_on.setdefault(s.span.end_line, []).append(s)
     for line, offset, text in comments:
-        owner = next((s for s in statements if s.span.end_line == line and s.span.end <= offset), None)
+        owner = next((s for s in ending_on.get(line, ()) if s.span.end <= offset), None)
         if owner is not None and id(owner) not in trailing:
             trailing[id(owner)] = text
             continue
-        inside = next((s for s in statements if s.span.start <= offset < s.span.end), None)
+        index = bisect.bisect_right(starts, offset) - 1
+        inside = statements[index] if index >= 0 and offset < statements[index].span.end else None
         if inside is not None:  # a comment within a multi-line statement: move it just above
             items.append((inside.span.line, inside.span.line, inside.span.line, text))
         else:

@@ -4,6 +4,12 @@ The grammar lives in grammars/rule.lark (package `ruledsl.grammars`); this modul
 turns lark's tree into immutable nodes with spans, and lark's errors into E1xx
 diagnostics that say what was expected ("a rule role `goal` or `process`"), not
 terminal names.
+
+Deep input never recurses: lark's LALR parser keeps its own stack, the tree becomes the
+AST in one loop over the tree in post-order (`_ToAst.transform`), and a program nested deeper than
+`ast.MAX_NESTING` levels is refused here (E104) so that every later pass (checker,
+formatter, compiler) can recurse over genuine nesting. Chains like `a and b and ...`
+do not count as nesting, however long: see `ast.nesting_depth`.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from ruledsl import ast
@@ -44,14 +50,41 @@ def parse(source: Source) -> ast.Program:
         tree = _lark().parse(source.text)
     except UnexpectedInput as error:
         raise ParseError(_syntax_diagnostic(error, source)) from None
-    return _ToAst(source).transform(tree)
+    return to_ast(tree, source)
+
+
+def to_ast(tree: Tree, source: Source) -> ast.Program:
+    """lark's tree -> the AST; raises ParseError (E104) for nesting deeper than ast.MAX_NESTING."""
+    program: ast.Program = _ToAst(source).transform(tree)
+    for statement in program.statements:
+        for part in ast.children(statement):
+            depth, culprit = ast.nesting_depth(part)
+            if culprit is not None:
+                raise ParseError(
+                    Diagnostic(
+                        "E104",
+                        f"expression nested deeper than {ast.MAX_NESTING} levels",
+                        _start_span(culprit.span, source),
+                        "split it: declare parts as regions or objects, or write rules separately; "
+                        "long chains like `a and b and c` are fine, deep parentheses and "
+                        "`not not ...` are not",
+                    )
+                )
+    return program
+
+
+def _start_span(span: Span, source: Source) -> Span:
+    """The first character of `span`: the caret points where the too-deep part begins."""
+    return source.span_at(span.start, min(span.end, span.start + 1))
 
 
 # ---- lark tree -> AST ------------------------------------------------------------------------
 
 
 def _token_span(token: Token) -> Span:
-    return Span(token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column)
+    # lark types positions as optional; the parser is built with positions kept, so they are set.
+    fields = (token.start_pos, token.end_pos, token.line, token.column, token.end_line, token.end_column)
+    return Span(*(0 if value is None else value for value in fields))
 
 
 def _meta_span(meta) -> Span:
@@ -82,11 +115,34 @@ def _time(token: Token) -> ast.Time:
     return ast.Time(kind, str(token), _token_span(token))
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst:
+    """One method per grammar rule, called as `method(meta, children)` with the children built.
+
+    Like lark's Transformer_NonRecursive, without its per-call v_args wrappers (a third of the
+    time on a large file)."""
+
     def __init__(self, source: Source):
-        super().__init__()
         self.source = source
+
+    def transform(self, tree: Tree):
+        order: list = []  # reversed post-order: a node before its children, children right to left
+        pending = [tree]
+        while pending:
+            node = pending.pop()
+            order.append(node)
+            if isinstance(node, Tree):
+                pending.extend(node.children)
+        built: list = []
+        for node in reversed(order):
+            if isinstance(node, Tree):
+                count = len(node.children)
+                children = built[len(built) - count :] if count else []
+                del built[len(built) - count :]
+                built.append(getattr(self, node.data)(node.meta, children))
+            else:
+                built.append(node)  # a token, or None for an absent optional part
+        (result,) = built
+        return result
 
     def start(self, meta, statements):
         span = _meta_span(meta) if not meta.empty else self.source.span_at(0, 0)
@@ -300,11 +356,11 @@ _PREFIX_WORDS = {"always", "eventually", "next", "during", "forall", "exists", "
 
 
 def _previous_word(text: str, offset: int) -> str:
-    head = text[:offset].rstrip()
-    end = len(head)
-    while head and (head[-1].isalnum() or head[-1] == "_"):
-        head = head[:-1]
-    return text[len(head) : end]
+    end = len(text[:offset].rstrip())
+    start = end
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):  # indices: a long word stays linear
+        start -= 1
+    return text[start:end]
 
 
 def _token_words(token: Token) -> str:
@@ -319,7 +375,7 @@ def _token_words(token: Token) -> str:
 
 def _syntax_diagnostic(error: UnexpectedInput, source: Source) -> Diagnostic:
     if isinstance(error, UnexpectedCharacters):
-        start = error.pos_in_stream
+        start = error.pos_in_stream or 0
         char = source.text[start] if start < len(source.text) else ""
         hint = None
         if source.text.startswith("==", start) or (char == "=" and source.text[start - 1 : start] in "<>"):

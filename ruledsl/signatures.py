@@ -1,14 +1,31 @@
-"""The types of the language and the one table of built-in functions.
+"""The types of the language and the registry of built-in functions: one entry per built-in.
 
-Everything that knows what a built-in is reads this table: the checker (arity,
-argument types, value ranges), the compiler (one lowering per entry, tested to be
-complete), docs/language.md (generated, tested to match) and the teacher's prompt.
+An entry holds everything about one built-in: its parameters (types, defaults, value
+ranges), its docs line and example, an optional static check, and its lowering (how
+the compiler computes it). Everything that knows what a built-in is reads `BUILTINS`:
+the checker (arity, argument types, ranges, the entry's check), the compiler (the
+entry's lowering), docs/language.md (generated, tested to match) and the teacher's
+prompt. Adding a built-in is one decorated function here plus its tests
+(docs/compiler.md, "Adding a built-in").
+
+No torch at import: `ruledsl check` reads this table. A lowering reaches torch and the
+pixel primitives through `torch` and `P` below, which import their module on first use
+(only the compiler calls lowerings), and reads the video through its first argument,
+the per-call evaluation (`ruledsl.compiler.spatial.SpatialEvaluation`):
+`ev.mask(r)`, `ev.point(p)`, `ev.number(n)`, `ev.image(i)`, `ev.field(r)`,
+`ev.live_mask(r)`, `ev.lab`, `ev.video`, `ev.b, ev.t, ev.h, ev.w`, `ev.scale`.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
 
 class Type(str, Enum):
@@ -30,6 +47,15 @@ class Type(str, Enum):
 # Anything with a position: distance() and x()/y() take the centroid of a region.
 LOCATABLE = (Type.POINT, Type.REGION)
 
+# What each kind of built-in returns.
+KIND_RETURNS = {
+    "selector": Type.REGION,
+    "point": Type.POINT,
+    "image": Type.IMAGE,
+    "measure": Type.NUMBER,
+    "predicate": Type.FORMULA,
+}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -37,8 +63,9 @@ class Param:
     types: tuple[Type, ...]
     doc: str
     default: float | None = None  # only numbers have defaults
-    low: float | None = None  # inclusive bounds checked on literal arguments
+    low: float | None = None  # bounds checked on constant arguments (literals, params, overrides)
     high: float | None = None
+    open_low: bool = False  # `low` itself is excluded (the lowering divides by the value)
 
     @property
     def required(self) -> bool:
@@ -47,6 +74,34 @@ class Param:
     def type_names(self) -> str:
         names = [t.value for t in self.types]
         return names[0] if len(names) == 1 else " or ".join(names)
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
+
+    def range_text(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.open_low else '['}{low}, {high}]"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a built-in's static check found: reported by the checker at `param`'s argument (or the call)."""
+
+    message: str
+    hint: str | None = None
+    param: str | None = None
+    code: str = "E309"  # a diagnostic code of ruledsl.diagnostics.CODES
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a static check may know besides the arguments: where the program lives."""
+
+    folder: Path  # the .rule file's folder (the working directory for a program from a string)
+    allow_paths: tuple[Path, ...] = ()  # further folders `file()` may read, by the caller's choice
 
 
 @dataclass(frozen=True)
@@ -58,6 +113,16 @@ class Builtin:
     doc: str
     example: str
     differentiable: bool = True
+    # lower(ev, **arguments) -> tensor: region/point/image/number arguments arrive as IR terms,
+    # constant numbers as floats; the result is a mask, point track, image or per-frame numbers
+    # (a margin [B, T|1] for predicates: > 0 where the predicate holds).
+    lower: Callable[..., Any] = lambda ev, **arguments: _no_lowering()
+    # check(values, context) -> problems: static rules beyond each parameter's range (constant
+    # argument values by parameter name; None where an argument is not constant).
+    check: Callable[[dict[str, Any], CallContext], Iterable[Problem]] | None = None
+    # prepare(load, **arguments) -> resource: compile-time work (reading a file); the lowering then
+    # receives the resource as `prepared`.
+    prepare: Callable[..., Any] | None = None
 
     def signature(self) -> str:
         parts = []
@@ -68,11 +133,73 @@ class Builtin:
             parts.append(text)
         return f"{self.name}({', '.join(parts)}) -> {self.returns.value}"
 
+    def is_constant(self, param: Param) -> bool:
+        """Number parameters are compile-time constants, except a measure's (arithmetic on measures)."""
+        return param.types == (Type.NUMBER,) and self.kind != "measure"
+
+    def term_params(self) -> tuple[Param, ...]:
+        """The parameters whose arguments the compiler passes as terms (not constants), in order."""
+        return tuple(p for p in self.params if not self.is_constant(p))
+
+
+def _no_lowering():
+    raise NotImplementedError("this built-in has no lowering")
+
+
+class _Lazy:
+    """A module imported on first attribute access: lowerings use torch, `ruledsl check` must not load it."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+torch: Any = _Lazy("torch")
+P: Any = _Lazy("ruledsl.compiler.primitives")
+
+BUILTINS: dict[str, Builtin] = {}
+
+
+def builtin(
+    name: str,
+    kind: str,
+    params: tuple[Param, ...],
+    doc: str,
+    example: str,
+    differentiable: bool = True,
+    check: Callable[[dict[str, Any], CallContext], Iterable[Problem]] | None = None,
+    prepare: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., Any]], Builtin]:
+    """Register the decorated function as the lowering of a new built-in `name`."""
+
+    def register(lower: Callable[..., Any]) -> Builtin:
+        entry = Builtin(name, kind, params, KIND_RETURNS[kind], doc, example, differentiable, lower, check, prepare)
+        expected = ["ev", *(p.name for p in params), *(["prepared"] if prepare else [])]
+        got = list(inspect.signature(lower).parameters)
+        if got != expected:
+            raise TypeError(f"lowering of `{name}` takes ({', '.join(got)}), expected ({', '.join(expected)})")
+        if name in BUILTINS:
+            raise ValueError(f"built-in `{name}` is registered twice")
+        BUILTINS[name] = entry
+        return entry
+
+    return register
+
 
 def _num(
-    name: str, doc: str, default: float | None = None, low: float | None = 0.0, high: float | None = None
+    name: str,
+    doc: str,
+    default: float | None = None,
+    low: float | None = 0.0,
+    high: float | None = None,
+    open_low: bool = False,
 ) -> Param:
-    return Param(name, (Type.NUMBER,), doc, default, low, high)
+    return Param(name, (Type.NUMBER,), doc, default, low, high, open_low)
 
 
 def _reg(name: str, doc: str) -> Param:
@@ -83,259 +210,409 @@ def _obj(name: str, doc: str) -> Param:
     return Param(name, (Type.OBJECT,), doc)
 
 
-_BUILTINS = [
-    # ---- selectors: build regions from pixels --------------------------------------------
-    Builtin(
-        "color",
-        "selector",
-        (
-            Param("c", (Type.COLOR,), "the colour, #rrggbb or a named colour"),
-            _num(
-                "tol",
-                "tolerance: CIE76 colour difference (ΔE in Lab) at which membership falls to ~0.6",
-                12.0,
-                0.5,
-                100.0,
-            ),
-        ),
-        Type.REGION,
-        "Pixels of this colour (a soft mask, compared in CIE Lab).",
-        "object agent = color(#ff0000, tol=15)",
-    ),
-    Builtin(
-        "box",
-        "selector",
-        (
-            _num("x0", "left edge, fraction of the width", None, 0.0, 1.0),
-            _num("y0", "top edge, fraction of the height", None, 0.0, 1.0),
-            _num("x1", "right edge, fraction of the width", None, 0.0, 1.0),
-            _num("y1", "bottom edge, fraction of the height", None, 0.0, 1.0),
-        ),
-        Type.REGION,
-        "An axis-aligned box; (0, 0) is the top-left corner, (1, 1) the bottom-right.",
-        "region left_half = box(0, 0, 0.5, 1)",
-    ),
-    Builtin(
-        "grow",
-        "selector",
-        (_reg("r", "the region"), _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)),
-        Type.REGION,
-        "Morphological dilation: every pixel within `by` of the region.",
-        "region near_goal = grow(goal, 0.05)",
-    ),
-    Builtin(
-        "shrink",
-        "selector",
-        (_reg("r", "the region"), _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)),
-        Type.REGION,
-        "Morphological erosion: the pixels of the region at least `by` from its outside.",
-        "region core = shrink(floor, 0.01)",
-    ),
-    # ---- points -------------------------------------------------------------------------
-    Builtin(
-        "centroid",
-        "point",
-        (_reg("r", "the region or object"),),
-        Type.POINT,
-        "Mask-weighted mean position of a region.",
-        "distance(centroid(agent), goal) <= 0.1",
-    ),
-    Builtin(
-        "point",
-        "point",
-        (_num("x", "fraction of the width", None, 0.0, 1.0), _num("y", "fraction of the height", None, 0.0, 1.0)),
-        Type.POINT,
-        "A fixed point in the frame.",
-        "distance(agent, point(0.5, 0.5)) <= 0.2",
-    ),
-    Builtin(
-        "file",
-        "image",
-        (Param("path", (Type.STRING,), "image file, relative to the .rule file"),),
-        Type.IMAGE,
-        "An image loaded from disk (PNG or JPEG), resized to the video's resolution.",
-        'image target = file("final_frame.png")',
-    ),
-    # ---- measures: numbers per frame ------------------------------------------------------
-    Builtin(
-        "area",
-        "measure",
-        (_reg("r", "the region or object"),),
-        Type.NUMBER,
-        "Area as a fraction of the frame (0 to 1).",
-        "area(agent) >= 0.005",
-    ),
-    Builtin(
-        "speed",
-        "measure",
-        (_obj("o", "the object"),),
-        Type.NUMBER,
-        "Centroid displacement to the next frame, in fractions of the frame's longer side (0 on the last frame).",
-        "speed(agent) <= 0.2",
-    ),
-    Builtin(
-        "distance",
-        "measure",
-        (
-            Param("a", LOCATABLE, "a point, or the centroid of a region"),
-            Param("b", LOCATABLE, "a point, or the centroid of a region"),
-        ),
-        Type.NUMBER,
-        "Euclidean distance between two positions, in fractions of the frame's longer side.",
-        "distance(agent, goal) <= 0.05",
-    ),
-    Builtin(
-        "x",
-        "measure",
-        (Param("p", LOCATABLE, "a point, or the centroid of a region"),),
-        Type.NUMBER,
-        "Horizontal position, fraction of the width (0 left, 1 right).",
-        "x(agent) >= 0.5",
-    ),
-    Builtin(
-        "y",
-        "measure",
-        (Param("p", LOCATABLE, "a point, or the centroid of a region"),),
-        Type.NUMBER,
-        "Vertical position, fraction of the height (0 top, 1 bottom).",
-        "y(agent) <= 0.5",
-    ),
-    Builtin(
-        "count",
-        "measure",
-        (_reg("r", "the region"),),
-        Type.NUMBER,
-        "Number of connected blobs of the region's hard (> 0.5) mask. Not differentiable: use `single` for gradients.",
-        "count(color(#0000ff)) >= 2",
-        differentiable=False,
-    ),
-    Builtin(
-        "abs",
-        "measure",
-        (Param("n", (Type.NUMBER,), "a number"),),
-        Type.NUMBER,
-        "Absolute value.",
-        "abs(x(agent) - 0.5) <= 0.1",
-    ),
-    # ---- predicates: formulas with a signed margin -----------------------------------------
-    Builtin(
-        "persists",
-        "predicate",
-        (_obj("o", "the object"), _num("frac", "fraction of its first-frame area that must remain", 0.5, 0.01, 1.0)),
-        Type.FORMULA,
-        "The object is present: its area is at least `frac` of its area in the first frame.",
-        "always persists(agent)",
-    ),
-    Builtin(
-        "keeps_area",
-        "predicate",
-        (_obj("o", "the object"), _num("tol", "allowed relative change of area", 0.3, 0.0, 10.0)),
-        Type.FORMULA,
-        "The object's area stays within `tol` (relative) of its first-frame area.",
-        "always keeps_area(box1)",
-    ),
-    Builtin(
-        "keeps_color",
-        "predicate",
-        (_obj("o", "the object"), _num("tol", "allowed ΔE (CIE76) of its mean colour", 10.0, 0.5, 100.0)),
-        Type.FORMULA,
-        "The object's mean colour stays within `tol` of its mean colour in the first frame.",
-        "always keeps_color(agent)",
-    ),
-    Builtin(
-        "single",
-        "predicate",
-        (_obj("o", "the object"), _num("spread", "allowed spread relative to one compact blob", 2.0, 1.0, 100.0)),
-        Type.FORMULA,
-        "The object is one compact blob (no duplicate or stray pieces): its spatial variance is at most "
-        "`spread` times that of a square of the same area.",
-        "always single(agent)",
-    ),
-    Builtin(
-        "unchanged",
-        "predicate",
-        (
-            _reg("r", "the region (its selector is re-evaluated on every frame)"),
-            _num("tol", "allowed changed area, as a fraction of the region's first-frame area", 0.05, 0.0, 10.0),
-        ),
-        Type.FORMULA,
-        "The region looks as it did in the first frame (e.g. walls are not erased or moved).",
-        "always unchanged(walls)",
-    ),
-    Builtin(
-        "inside",
-        "predicate",
-        (
-            _reg("a", "the region or object that must be inside"),
-            _reg("b", "the containing region"),
-            _num("frac", "fraction of `a` that must lie in `b`", 0.9, 0.0, 1.0),
-        ),
-        Type.FORMULA,
-        "At least `frac` of `a`'s mass lies inside `b`.",
-        "at end inside(agent, goal)",
-    ),
-    Builtin(
-        "avoids",
-        "predicate",
-        (
-            _reg("a", "the region or object"),
-            _reg("b", "the region to keep out of"),
-            _num("frac", "largest fraction of `a` allowed in `b`", 0.05, 0.0, 1.0),
-        ),
-        Type.FORMULA,
-        "At most `frac` of `a`'s mass overlaps `b`.",
-        "always avoids(agent, walls)",
-    ),
-    Builtin(
-        "touches",
-        "predicate",
-        (
-            _reg("a", "the region or object"),
-            _reg("b", "the other region"),
-            _num("within", "gap allowed, fraction of the frame's longer side", 0.02, 0.0, 1.0),
-        ),
-        Type.FORMULA,
-        "Some part of `a` is within `within` of `b`.",
-        "eventually touches(agent, key)",
-    ),
-    Builtin(
-        "axis_aligned",
-        "predicate",
-        (
-            _obj("o", "the object"),
-            _num("tol", "largest off-axis displacement per frame, fraction of the longer side", 0.02, 0.0, 1.0),
-        ),
-        Type.FORMULA,
-        "Each move to the next frame is horizontal or vertical (no diagonal steps).",
-        "always axis_aligned(agent)",
-    ),
-    Builtin(
-        "grid_step",
-        "predicate",
-        (
-            _obj("o", "the object"),
-            _num("cell", "grid cell size, fraction of the frame's longer side", None, 0.0, 1.0),
-            _num("tol", "allowed deviation, as a fraction of `cell`", 0.25, 0.0, 1.0),
-        ),
-        Type.FORMULA,
-        "Each move to the next frame is either no move or one grid step of length `cell`.",
-        "always grid_step(agent, 1/7)",
-    ),
-    Builtin(
-        "matches",
-        "predicate",
-        (
-            Param("target", (Type.IMAGE,), "the target image"),
-            _reg("where", "the region compared"),
-            _num("tol", "allowed mean ΔE (CIE76) inside the region", 10.0, 0.5, 100.0),
-        ),
-        Type.FORMULA,
-        "The frame looks like the target image inside the region.",
-        "at end matches(target, box(0, 0, 1, 1))",
-    ),
-]
+def _loc(name: str) -> Param:
+    return Param(name, LOCATABLE, "a point, or the centroid of a region")
 
-BUILTINS: dict[str, Builtin] = {b.name: b for b in _BUILTINS}
+
+_BY = _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0)  # grow and shrink
+
+
+# ---- selectors: build regions from pixels ------------------------------------------------------
+
+
+@builtin(
+    "color",
+    "selector",
+    (
+        Param("c", (Type.COLOR,), "the colour, #rrggbb or a named colour"),
+        _num(
+            "tol", "tolerance: CIE76 colour difference (ΔE in Lab) at which membership falls to ~0.6", 12.0, 0.5, 100.0
+        ),
+    ),
+    "Pixels of this colour (a soft mask, compared in CIE Lab).",
+    "object agent = color(#ff0000, tol=15)",
+)
+def _color(ev, c, tol):
+    return P.color_mask(ev.lab, c.rgb, tol, ev.surrogate)
+
+
+def _box_not_empty(values: dict[str, Any], context: CallContext) -> Iterable[Problem]:
+    x0, y0, x1, y1 = (values[k] for k in ("x0", "y0", "x1", "y1"))
+    if all(isinstance(v, float) for v in (x0, y0, x1, y1)) and (x0 >= x1 or y0 >= y1):
+        yield Problem(
+            "an empty box: need x0 < x1 and y0 < y1",
+            "box(x0, y0, x1, y1) takes the top-left then the bottom-right corner",
+        )
+
+
+@builtin(
+    "box",
+    "selector",
+    (
+        _num("x0", "left edge, fraction of the width", None, 0.0, 1.0),
+        _num("y0", "top edge, fraction of the height", None, 0.0, 1.0),
+        _num("x1", "right edge, fraction of the width", None, 0.0, 1.0),
+        _num("y1", "bottom edge, fraction of the height", None, 0.0, 1.0),
+    ),
+    "An axis-aligned box; (0, 0) is the top-left corner, (1, 1) the bottom-right.",
+    "region left_half = box(0, 0, 0.5, 1)",
+    check=_box_not_empty,
+)
+def _box(ev, x0, y0, x1, y1):
+    return P.box_mask(x0, y0, x1, y1, ev.h, ev.w, ev.video).expand(ev.b, 1, ev.h, ev.w)
+
+
+@builtin(
+    "grow",
+    "selector",
+    (_reg("r", "the region"), _BY),
+    "Morphological dilation: every pixel within `by` of the region.",
+    "region near_goal = grow(goal, 0.05)",
+)
+def _grow(ev, r, by):
+    return P.grow(ev.mask(r), P.pixels(by, ev.h, ev.w))
+
+
+@builtin(
+    "shrink",
+    "selector",
+    (_reg("r", "the region"), _BY),
+    "Morphological erosion: the pixels of the region at least `by` from its outside.",
+    "region core = shrink(floor, 0.01)",
+)
+def _shrink(ev, r, by):
+    return P.shrink(ev.mask(r), P.pixels(by, ev.h, ev.w))
+
+
+# ---- points and images -------------------------------------------------------------------------
+
+
+@builtin(
+    "centroid",
+    "point",
+    (_reg("r", "the region or object"),),
+    "Mask-weighted mean position of a region.",
+    "distance(centroid(agent), goal) <= 0.1",
+)
+def _centroid(ev, r):
+    return ev.point(r)  # a region's position is its centroid: one track, shared with distance(agent, ...)
+
+
+@builtin(
+    "point",
+    "point",
+    (_num("x", "fraction of the width", None, 0.0, 1.0), _num("y", "fraction of the height", None, 0.0, 1.0)),
+    "A fixed point in the frame.",
+    "distance(agent, point(0.5, 0.5)) <= 0.2",
+)
+def _point(ev, x, y):
+    return ev.video.new_tensor([x * ev.w / ev.scale, y * ev.h / ev.scale]).view(1, 1, 2).expand(ev.b, 1, 2)
+
+
+def path_problem(path: str, context: CallContext) -> str | None:
+    """Why `file(path)` may not read `path`, judged on the text (the compiler checks the resolved file again)."""
+    if not path.strip():
+        return "the path is empty"
+    full = os.path.normpath(os.path.join(os.path.abspath(context.folder), path))
+    for folder in (context.folder, *context.allow_paths):
+        root = os.path.normpath(os.path.abspath(folder))
+        if os.path.commonpath([full, root]) == root:
+            return None
+    where = "an absolute path" if os.path.isabs(path) else "the path leads"
+    return f"{where} outside the program's folder"
+
+
+def _file_inside_folder(values: dict[str, Any], context: CallContext) -> Iterable[Problem]:
+    path = values["path"]
+    problem = path_problem(path, context) if isinstance(path, str) else None
+    if problem:
+        yield Problem(
+            f"`file({path!r})`: {problem}",
+            "put the image beside the .rule file or below its folder; a caller can allow another folder with "
+            "ruledsl.load(path, allow_paths=[folder])",
+            "path",
+            "E310",
+        )
+
+
+@builtin(
+    "file",
+    "image",
+    (Param("path", (Type.STRING,), "image file, relative to the .rule file's folder (and inside it)"),),
+    "An image loaded from disk (PNG or JPEG), resized to the video's resolution.",
+    'image target = file("final_frame.png")',
+    check=_file_inside_folder,
+    prepare=lambda load, path: load.image(path.value),
+)
+def _file(ev, path, prepared):
+    return P.resize_image(prepared.to(ev.video), ev.h, ev.w)
+
+
+# ---- measures: numbers per frame ---------------------------------------------------------------
+
+
+@builtin(
+    "area",
+    "measure",
+    (_reg("r", "the region or object"),),
+    "Area as a fraction of the frame (0 to 1).",
+    "area(agent) >= 0.005",
+)
+def _area(ev, r):
+    return P.area(ev.mask(r))
+
+
+@builtin(
+    "overlap",
+    "measure",
+    (_reg("a", "the region or object"), _reg("b", "the other region")),
+    "Fraction of `a`'s mass that lies in `b` (0 to 1; 0 when `a` is absent). A graded `inside`: use it in "
+    "arithmetic and comparisons.",
+    "at end overlap(box1, target1) + overlap(box2, target2) >= 1.5",
+)
+def _overlap(ev, a, b):
+    return P.overlap_fraction(ev.mask(a), ev.mask(b))
+
+
+@builtin(
+    "speed",
+    "measure",
+    (_obj("o", "the object"),),
+    "Centroid displacement to the next frame, in fractions of the frame's longer side (0 on the last frame).",
+    "speed(agent) <= 0.2",
+)
+def _speed(ev, o):
+    return P.norm(P.step(ev.point(o)))
+
+
+@builtin(
+    "distance",
+    "measure",
+    (_loc("a"), _loc("b")),
+    "Euclidean distance between two positions, in fractions of the frame's longer side.",
+    "distance(agent, goal) <= 0.05",
+)
+def _distance(ev, a, b):
+    return P.norm(ev.point(a) - ev.point(b))
+
+
+@builtin(
+    "x",
+    "measure",
+    (_loc("p"),),
+    "Horizontal position, fraction of the width (0 left, 1 right).",
+    "x(agent) >= 0.5",
+)
+def _x(ev, p):
+    return ev.point(p)[..., 0] * ev.scale / ev.w
+
+
+@builtin(
+    "y",
+    "measure",
+    (_loc("p"),),
+    "Vertical position, fraction of the height (0 top, 1 bottom).",
+    "y(agent) <= 0.5",
+)
+def _y(ev, p):
+    return ev.point(p)[..., 1] * ev.scale / ev.h
+
+
+@builtin(
+    "count",
+    "measure",
+    (_reg("r", "the region"),),
+    "Number of connected blobs of the region's hard (> 0.5) mask. Not differentiable: use `single` for gradients.",
+    "count(color(#0000ff)) >= 2",
+    differentiable=False,
+)
+def _count(ev, r):
+    return P.count_components(ev.mask(r))
+
+
+@builtin(
+    "abs",
+    "measure",
+    (Param("n", (Type.NUMBER,), "a number"),),
+    "Absolute value.",
+    "abs(x(agent) - 0.5) <= 0.1",
+)
+def _abs(ev, n):
+    return ev.number(n).abs()
+
+
+# ---- predicates: formulas with a signed margin [B, T|1], > 0 where they hold -------------------
+
+
+@builtin(
+    "persists",
+    "predicate",
+    (_obj("o", "the object"), _num("frac", "fraction of its first-frame area that must remain", 0.5, 0.01, 1.0)),
+    "The object is present: its area is at least `frac` of its area in the first frame.",
+    "always persists(agent)",
+)
+def _persists(ev, o, frac):
+    a = P.area(ev.mask(o))
+    a0 = a[:, :1].detach()
+    half_pixel = 0.5 / (ev.h * ev.w)  # so an object absent from the start does not "persist"
+    return P.clamp_margin((a - frac * a0 - half_pixel) / (a0 + half_pixel))
+
+
+@builtin(
+    "keeps_area",
+    "predicate",
+    (_obj("o", "the object"), _num("tol", "allowed relative change of area", 0.3, 0.0, 10.0)),
+    "The object's area stays within `tol` (relative) of its first-frame area.",
+    "always keeps_area(box1)",
+)
+def _keeps_area(ev, o, tol):
+    a = P.area(ev.mask(o))
+    a0 = a[:, :1].detach()
+    return P.clamp_margin(tol - (a / (a0 + P.EPS) - 1.0).abs())
+
+
+@builtin(
+    "keeps_color",
+    "predicate",
+    (_obj("o", "the object"), _num("tol", "allowed ΔE (CIE76) of its mean colour", 10.0, 0.5, 100.0)),
+    "The object's mean colour stays within `tol` of its mean colour in the first frame.",
+    "always keeps_color(agent)",
+)
+def _keeps_color(ev, o, tol):
+    m = ev.mask(o)
+    mean = torch.einsum("bthw,btchw->btc", m, ev.lab) / (m.sum((-2, -1))[..., None] + P.EPS)
+    delta = P.norm(mean - mean[:, :1].detach())
+    return P.clamp_margin((tol - delta) / tol)
+
+
+@builtin(
+    "single",
+    "predicate",
+    (_obj("o", "the object"), _num("spread", "allowed spread relative to one compact blob", 2.0, 1.0, 100.0)),
+    "The object is one compact blob (no duplicate or stray pieces): its spatial variance is at most "
+    "`spread` times that of a square of the same area.",
+    "always single(agent)",
+)
+def _single(ev, o, spread):
+    # The log keeps a stray blob far away (a huge ratio) in range; no tanh on top: it would
+    # saturate exactly for badly broken videos and leave them without a gradient.
+    return 0.25 * torch.log(spread / (P.spread_ratio(ev.mask(o)) + P.EPS))
+
+
+@builtin(
+    "unchanged",
+    "predicate",
+    (
+        _reg("r", "the region (its selector is re-evaluated on every frame)"),
+        _num("tol", "allowed changed area, as a fraction of the region's first-frame area", 0.05, 0.0, 10.0),
+    ),
+    "The region looks as it did in the first frame (e.g. walls are not erased or moved).",
+    "always unchanged(walls)",
+)
+def _unchanged(ev, r, tol):
+    live = ev.live_mask(r)
+    reference = live[:, :1].detach()
+    changed = (live - reference).abs().sum((-2, -1)) / (reference.sum((-2, -1)) + 1.0)
+    return P.clamp_margin(tol - changed)
+
+
+@builtin(
+    "inside",
+    "predicate",
+    (
+        _reg("a", "the region or object that must be inside"),
+        _reg("b", "the containing region"),
+        _num("frac", "fraction of `a` that must lie in `b`", 0.9, 0.0, 1.0),
+    ),
+    "At least `frac` of `a`'s mass lies inside `b`.",
+    "at end inside(agent, goal)",
+)
+def _inside(ev, a, b, frac):
+    return P.overlap_fraction(ev.mask(a), ev.mask(b)) - frac
+
+
+@builtin(
+    "avoids",
+    "predicate",
+    (
+        _reg("a", "the region or object"),
+        _reg("b", "the region to keep out of"),
+        _num("frac", "largest fraction of `a` allowed in `b`", 0.05, 0.0, 1.0),
+    ),
+    "At most `frac` of `a`'s mass overlaps `b`.",
+    "always avoids(agent, walls)",
+)
+def _avoids(ev, a, b, frac):
+    return frac - P.overlap_fraction(ev.mask(a), ev.mask(b))
+
+
+@builtin(
+    "touches",
+    "predicate",
+    (
+        _reg("a", "the region or object"),
+        _reg("b", "the other region"),
+        _num("within", "gap allowed, fraction of the frame's longer side", 0.02, 0.0, 1.0),
+    ),
+    "Some part of `a` is within `within` of `b`.",
+    "eventually touches(agent, key)",
+)
+def _touches(ev, a, b, within):
+    gap = P.min_distance(ev.mask(a), ev.field(b))
+    # Pixel centres of adjacent pixels are 1 px apart (diagonal: 1.41): 1.5 px of slack
+    # makes blobs that share an edge or a corner touch at `within=0`.
+    return P.clamp_margin(within + 1.5 / ev.scale - gap)
+
+
+@builtin(
+    "axis_aligned",
+    "predicate",
+    (
+        _obj("o", "the object"),
+        _num("tol", "largest off-axis displacement per frame, fraction of the longer side", 0.02, 0.0, 1.0),
+    ),
+    "Each move to the next frame is horizontal or vertical (no diagonal steps).",
+    "always axis_aligned(agent)",
+)
+def _axis_aligned(ev, o, tol):
+    move = P.step(ev.point(o)).abs()
+    return P.clamp_margin(tol - move.amin(-1))
+
+
+@builtin(
+    "grid_step",
+    "predicate",
+    (
+        _obj("o", "the object"),
+        _num("cell", "grid cell size, fraction of the frame's longer side", None, 0.0, 1.0, open_low=True),
+        _num("tol", "allowed deviation, as a fraction of `cell`", 0.25, 0.0, 1.0),
+    ),
+    "Each move to the next frame is either no move or one grid step of length `cell`.",
+    "always grid_step(agent, 1/7)",
+)
+def _grid_step(ev, o, cell, tol):
+    d = P.norm(P.step(ev.point(o)))
+    return P.clamp_margin((tol * cell - torch.minimum(d, (d - cell).abs())) / cell)
+
+
+@builtin(
+    "matches",
+    "predicate",
+    (
+        Param("target", (Type.IMAGE,), "the target image"),
+        _reg("where", "the region compared"),
+        _num("tol", "allowed mean ΔE (CIE76) inside the region", 10.0, 0.5, 100.0),
+    ),
+    "The frame looks like the target image inside the region.",
+    "at end matches(target, box(0, 0, 1, 1))",
+)
+def _matches(ev, target, where, tol):
+    lab_target = P.to_lab(ev.image(target)[None, None])
+    mask = ev.mask(where)
+    delta = P.norm((ev.lab - lab_target).movedim(2, -1))
+    mean = (delta * mask).sum((-2, -1)) / (mask.sum((-2, -1)) + P.EPS)
+    return P.clamp_margin((tol - mean) / tol)
+
 
 # Named colours (sRGB). Users can shadow them (with a warning) by declaring an entity of that name.
 NAMED_COLORS: dict[str, tuple[int, int, int]] = {

@@ -6,7 +6,8 @@
 Modules: `generators.py` (the VideoGenerator interface with the one sampling loop, the reasoner's
 adapter), `wan.py`, `cogvideox.py`, `ltx.py` (diffusers adapters), `load.py` (a model folder -> its
 generator), `reasoner.py` (the small model), `lora.py` (peft), `settings.py` (defaults),
-`loop.py` (the optimizer and baselines), `run.py` (outputs, resume).
+`loop.py` (the optimizer and baselines), `run.py` (outputs, resume), `vqa.py` (a vision-language model
+as the scorer of `ask` atoms).
 scripts/train_reasoner.py reproduces the shipped weights.
 """
 

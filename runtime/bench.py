@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 RESULTS = "results.jsonl"
 OUTPUTS = (RESULTS, "summary.json", "table.md", "success_vs_nfe.png", "per_family.png", "index.html", "videos")
@@ -56,6 +57,7 @@ METHODS: dict[str, BenchMethod] = {
         BenchMethod("best-of-n", "N seeds without gradient; the compiled program picks the best", "best-of-n"),
         BenchMethod("noise", "initial-noise optimization through every sampling step (ReNO-style)", "noise"),
         BenchMethod("lora-v1", "LoRA on one fixed seed, gradients through the last sampling steps", "lora"),
+        BenchMethod("tto", "population search through a LoRA plus its gradient (runtime/tto.py)", "tto"),
     )
 }
 
@@ -175,7 +177,7 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
         method = METHODS[name]
         runs = [max(config.budgets)] if method.budget_free else list(config.budgets)
         for run_budget in runs:
-            bests: list[tuple[float, object, object]] = []  # (nfe when found, video, report)
+            bests: list[tuple[float, Any, Any]] = []  # (nfe when found, video, report)
             settings = Settings(method=method.loop_method or "best-of-n", **method.settings)
             budget = Budget(steps=0 if method.loop_method is None else 10**9, nfe=run_budget)
             result = optimize(
@@ -368,7 +370,7 @@ def _cell(rows: list[dict]) -> dict:
 
 
 def summarize(rows: list[dict], config: BenchConfig) -> dict:
-    by = {}
+    by: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
         by.setdefault((r["method"], r["budget"]), []).append(r)
     methods = {m: {_key(b): _cell(by.get((m, b), [])) for b in config.budgets} for m in config.methods}
@@ -449,9 +451,9 @@ def table_markdown(summary: dict) -> str:
     lines += ["| family | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for family, cells in summary["per_family"].items():
         lines.append(f"| {family} | " + " | ".join(_pct(cells[m][budgets[-1]]) for m in methods) + " |")
-    lines += ["", "## Paired (instances solved by one method and not the other)", ""]
+    lines += ["", f"## Paired at NFE {budgets[-1]} (instances solved by one method and not the other)", ""]
     lines += ["| NFE | a | b | a only | b only | both | neither | exact McNemar p |", "|---" * 8 + "|"]
-    for p in summary["paired"]:
+    for p in (p for p in summary["paired"] if _key(p["budget"]) == budgets[-1]):  # every budget: summary.json
         lines.append(
             f"| {p['budget']:g} | {p['a']} | {p['b']} | {p['a_only']} | {p['b_only']} | {p['both']} "
             f"| {p['neither']} | {p['p_mcnemar']:.3g} |"

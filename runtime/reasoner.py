@@ -44,7 +44,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(8, channels)
         self.temporal = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
         nn.init.zeros_(self.temporal.weight)
-        nn.init.zeros_(self.temporal.bias)
+        nn.init.zeros_(self.temporal.bias)  # type: ignore[arg-type]  # bias=True: a tensor
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # x: [B, C, T, h, w]
         h = self.spatial(F.silu(self.norm1(x)))
@@ -64,8 +64,10 @@ class Attention(nn.Module):
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
         self.to_out = nn.ModuleList([nn.Linear(channels, channels)])
-        nn.init.zeros_(self.to_out[0].weight)
-        nn.init.zeros_(self.to_out[0].bias)
+        out = self.to_out[0]
+        assert isinstance(out, nn.Linear)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -112,7 +114,7 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         self.norm_out = nn.GroupNorm(8, c0)
         self.proj_out = nn.Conv3d(c0, tokens, 1)
         nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        nn.init.zeros_(self.proj_out.bias)  # type: ignore[arg-type]  # bias=True: a tensor
         self.gradient_checkpointing = False
 
     def _patchify(self, video: torch.Tensor) -> torch.Tensor:  # [B, T, 3, H, W] -> [B, 3p², T, h, w]

@@ -23,7 +23,7 @@ class Budget:
 class Settings:
     """How the optimizer runs (`optimize`'s options)."""
 
-    method: str = "lora"
+    method: str = "tto"
     seed: int = 0
     lr: float = 3e-3
     rank: int = 8
@@ -33,6 +33,13 @@ class Settings:
     plateau: int = 8  # stop after this many steps without a better loss
     max_nonfinite: int = 3
     noise_lr: float = 0.05
+    # tto (runtime/tto.py): seeds searched per step, which sampling steps get gradient ("last":
+    # `grad_steps`; "random": a random number of final steps per rollout; "all"), extra weight of
+    # failing rules, steps without progress before the search changes (lr halved, then a restart).
+    population: int = 4
+    grad_reach: str = "random"
+    focus: float = 1.0
+    patience: int = 3
 
 
 @dataclass(frozen=True)

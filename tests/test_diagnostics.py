@@ -13,6 +13,14 @@ CASES = {
     "E101": (HEAD + "reach: at end inside(agent, goal)\n", 3, 1, 6, "unexpected name `reach`"),
     "E102": (HEAD + "goal reach: at end inside(agent, goal) ; \n", 3, 40, 41, "unexpected character ';'"),
     "E103": (HEAD + "goal reach: at end inside(agent,\n", 3, 33, None, "unexpected end of input"),
+    # the 100th `not` sits at nesting level 101 (`at end` is level 1)
+    "E104": (
+        HEAD + "goal reach: at end " + "not " * 120 + "inside(agent, goal)\n",
+        3,
+        20 + 99 * 4,
+        21 + 99 * 4,
+        "deeper than 100",
+    ),
     "E201": (HEAD + "goal reach: at end inside(agnt, goal)\n", 3, 27, 31, "undefined name `agnt`"),
     "E202": (HEAD + "region goal = box(0, 0, 1, 1)\n" + REACH, 3, 8, 12, "`goal` is defined twice"),
     "E203": (
@@ -51,6 +59,13 @@ CASES = {
         "cannot be taken `at start`",
     ),
     "E309": (HEAD + "goal reach: at end inside(agent, goal, frac=1.5)\n", 3, 45, 48, "outside [0, 1]"),
+    "E310": (
+        HEAD + 'image t = file("../x.png")\n' + REACH + "process p: at end matches(t, goal)\n",
+        3,
+        16,
+        26,
+        "leads outside the program's folder",
+    ),
     "W101": (HEAD + "region unused = box(0, 0, 1, 1)\n" + REACH, 3, 8, 14, "`unused` is never used"),
     "W102": (HEAD + "process p: always persists(agent) and inside(agent, goal)\n", 1, 1, None, "no `goal` rule"),
     "W103": (

@@ -109,7 +109,11 @@ def test_a_batch_of_seeds_is_the_seeds_one_by_one(generator, condition):
 
 def test_optimize_runs(generator, condition):
     result = optimize(
-        ruledsl.loads(RULES).compile(), condition, generator, Budget(steps=2), Settings(rank=4, grad_steps=1)
+        ruledsl.loads(RULES).compile(),
+        condition,
+        generator,
+        Budget(steps=2),
+        Settings(method="lora", rank=4, grad_steps=1),
     )
     assert [s.index for s in result.history][:2] == [-1, 0]
     assert result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(1)

@@ -71,7 +71,8 @@ def test_eval_bad_inputs_exit_2(tmp_path):
     ask = tmp_path / "ask.rule"
     ask.write_text('object a = color(#ff0000)\ngoal r: at end persists(a) and ask "Is it solved?"\n')
     result = run("eval", ask, good)
-    assert result.exit_code == 2 and "not yet supported" in result.stderr and "ask.rule:2:" in result.stderr
+    assert result.exit_code == 2 and "needs a vision-language model" in result.stderr and "ask.rule:2:" in result.stderr
+    assert "--vlm" in result.stderr and "`r`" in result.stderr  # names the rule that needs one
     late = tmp_path / "late.rule"
     late.write_text("object a = color(#ff0000)\ngoal r: at 20 persists(a)\n")
     result = run("eval", late, good)

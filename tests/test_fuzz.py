@@ -1,19 +1,23 @@
-"""Hypothesis: arbitrary text and mutated examples never crash the front end."""
+"""Hypothesis: the front end (parse, check, fmt) never raises anything but its documented errors.
 
-import re
+Inputs: arbitrary text, programs derived from the grammar, well-typed programs built from the
+signature table, mutated examples and degenerate shapes (benchmarks/fuzz_inputs.py, shared with
+benchmarks/fuzz.py, which runs 100,000 of them). Properties: `check` returns (never raises) with
+valid spans; a program that parses formats, the formatted text parses to the same tree and is
+a fixed point of `fmt`; a syntax error is exactly one E1xx diagnostic.
+"""
 
-from conftest import EXAMPLES
 from helpers import assert_valid_spans
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.fuzz_inputs import degenerate_program, grammar_program, mutated_example, typed_program
 from ruledsl.checker import check
 from ruledsl.formatter import format_source
 from ruledsl.parser import ParseError, parse
 from ruledsl.source import Source
 
-TOKENS = re.compile(r'"[^"\n]*"|#[0-9a-fA-F]{6}|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|<=|>=|\S|\n')
-EXAMPLE_TOKENS = [TOKENS.findall(p.read_text()) for p in EXAMPLES]
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
 def run_front_end(text: str) -> None:
@@ -21,45 +25,63 @@ def run_front_end(text: str) -> None:
     result = check(source)  # must not raise
     assert_valid_spans(result)
     if result.program is not None:
-        # A program that parses also formats, and the formatted text parses to the same tree.
+        # A program that parses also formats; the formatted text parses to the same tree and
+        # formats to itself.
         formatted = format_source(source)
-        assert parse(Source(formatted)) == result.program
+        assert parse(Source(formatted)) == result.program, formatted
+        assert format_source(Source(formatted)) == formatted
     else:
         assert len(result.errors) == 1 and result.errors[0].code.startswith("E1")
+        try:
+            format_source(source)
+        except ParseError as error:
+            assert error.diagnostic == result.errors[0]
+        else:
+            raise AssertionError("fmt accepted what check could not parse")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def drawing(data):
+    """The generators' `draw(n)`, backed by hypothesis (so failing inputs shrink)."""
+    return lambda n: data.draw(st.integers(0, n - 1))
+
+
+@settings(max_examples=150, **SETTINGS)
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
 def test_random_text(text):
     run_front_end(text)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, **SETTINGS)
 @given(st.text(alphabet='abcgorlnt ()[],:=<>+-*/|&#."0123456789\n', max_size=120))
 def test_random_text_in_the_language_alphabet(text):
     run_front_end(text)
 
 
-@st.composite
-def mutated_example(draw):
-    tokens = list(draw(st.sampled_from(EXAMPLE_TOKENS)))
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(tokens) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "swap"]))
-        if op == "delete":
-            del tokens[i]
-        elif op == "duplicate":
-            tokens.insert(i, tokens[i])
-        else:
-            j = draw(st.integers(0, len(tokens) - 1))
-            tokens[i], tokens[j] = tokens[j], tokens[i]
-    return " ".join(t if t != "\n" else "\n" for t in tokens)
+@settings(max_examples=40, **SETTINGS)
+@given(st.data())
+def test_programs_derived_from_the_grammar(data):
+    run_front_end(grammar_program(drawing(data)))
 
 
-@settings(max_examples=300, deadline=None)
-@given(mutated_example())
-def test_mutated_examples(text):
+@settings(max_examples=40, **SETTINGS)
+@given(st.data())
+def test_well_typed_programs_check_clean_and_format(data):
+    text = typed_program(drawing(data))
+    result = check(Source(text, "typed.rule"))
+    assert result.ok, (text, [d.message for d in result.errors])
     run_front_end(text)
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(st.data())
+def test_mutated_examples(data):
+    run_front_end(mutated_example(drawing(data)))
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(st.data())
+def test_degenerate_shapes(data):
+    run_front_end(degenerate_program(drawing(data)))
 
 
 def test_parse_error_is_a_diagnostic_not_a_crash():

@@ -12,7 +12,7 @@ object a = color(#d04030, tol=40)
 object b = color(#3050c0, tol=40)
 region r = color(#40a040, tol=40)
 region s = color(#40a040, tol=40) at start
-image target = file("{image}")
+image target = file("{image.name}")
 goal g: at end inside(a, r)
 """
 
@@ -26,6 +26,7 @@ USES = {
     "point": "always distance(a, point(0.5, 0.5)) <= 0.3",
     "file": "at end matches(target, box(0, 0, 1, 1), tol=30)",
     "area": "always area(a) >= 0.2",
+    "overlap": "always overlap(a, r) + overlap(b, r) <= 1.5",
     "speed": "always speed(a) <= 0.1",
     "distance": "always distance(a, b) >= 0.1",
     "x": "always x(a) <= 0.5",

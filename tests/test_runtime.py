@@ -5,15 +5,15 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_model
 from typer.testing import CliRunner
 
 import ruledsl
 from ruledsl.cli import app
-from ruledsl.runtime.generators import Condition, GradientWindow, ReasonerGenerator
+from ruledsl.runtime.generators import GradientWindow, ReasonerGenerator
 from ruledsl.runtime.load import GeneratorLoadError, load_generator
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
 from ruledsl.runtime.lora import attach_lora, detach_lora, load_lora, load_lora_state, lora_state, save_lora
-from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.runtime.run import write_run
 from ruledsl.tasks import generate
 from ruledsl.tasks.layout import write_task
@@ -22,24 +22,6 @@ runner = CliRunner()
 RULES = (
     "object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.2\nprocess p: always area(agent) <= 0.9\n"
 )
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    model = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
-    with torch.no_grad():  # random outputs (the real init zeroes the last layer)
-        model.proj_out.weight.normal_(0, 0.2)
-    return model
-
-
-@pytest.fixture()
-def generator():
-    return ReasonerGenerator(model=tiny_model(), steps=3)
-
-
-@pytest.fixture()
-def condition():
-    return Condition(torch.rand(3, 32, 32), "prompt", "maze", frames=4)
 
 
 def program(text=RULES):
@@ -77,7 +59,7 @@ def test_a_step_changes_only_lora_and_lowers_the_loss(generator, condition):
 
 def test_lora_loop_records_steps_and_keeps_the_base_model(generator, condition):
     before = {k: v.clone() for k, v in generator.denoiser.state_dict().items()}
-    result = optimize(program(), condition, generator, Budget(steps=3), Settings(rank=4, grad_steps=1))
+    result = optimize(program(), condition, generator, Budget(steps=3), Settings(method="lora", rank=4, grad_steps=1))
     assert [s.index for s in result.history] == [-1, 0, 1, 2]
     assert result.stop_reason in ("step budget (3)",) or "every rule holds" in result.stop_reason
     assert result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(1)
@@ -98,7 +80,9 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
         if step.index == 1:
             raise KeyboardInterrupt
 
-    result = optimize(program(), condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1), on_step=stop)
+    result = optimize(
+        program(), condition, generator, Budget(steps=10), Settings(method="lora", rank=4, grad_steps=1), on_step=stop
+    )
     assert result.interrupted and result.stop_reason == "interrupted"
     assert [s.index for s in result.history] == [-1, 0, 1]
     report = write_run(tmp_path / "run", result, "r.rule", None, "tiny", Settings(), Budget(steps=10), {})
@@ -108,7 +92,7 @@ def test_interrupt_keeps_best_so_far(generator, condition, tmp_path):
 
 
 def test_nfe_accounting_is_shared_across_methods(generator, condition):
-    settings = Settings(rank=4, grad_steps=1)
+    settings = Settings(method="lora", rank=4, grad_steps=1)
     budget = nfe_budget_for(generator, settings, steps=2)  # 3 + 2 * 5 = 13
     results = {
         m: optimize(program(), condition, generator, Budget(steps=10**6, nfe=budget), Settings(method=m, grad_steps=1))
@@ -130,7 +114,8 @@ def test_cli_force_and_resume(tmp_path):
     task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task", size=(32, 32), frames=4)
     rules = tmp_path / "r.rule"
     rules.write_text("object agent = color(#ff0000, tol=40)\ngoal g: at end area(agent) >= 0.99\n")  # never holds here
-    base = ["optimize", str(rules), "--task", str(task), "--out", str(tmp_path / "run"), "--model", str(model_dir)]
+    run = ["--out", str(tmp_path / "run"), "--model", str(model_dir), "--method", "lora"]  # one rollout a step
+    base = ["optimize", str(rules), "--task", str(task), *run]
     first = runner.invoke(app, base + ["--steps", "2", "--grad-steps", "1", "--rank", "4"])
     assert first.exit_code in (0, 1), first.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -173,7 +158,12 @@ def test_nonfinite_losses_are_skipped_then_stop(generator, condition):
         b_sums.append(sum(float(v.abs().sum()) for k, v in lora_state(generator.denoiser).items() if "lora_B" in k))
 
     result = optimize(
-        nan_loss, condition, generator, Budget(steps=10), Settings(rank=4, grad_steps=1, max_nonfinite=3), on_step=watch
+        nan_loss,
+        condition,
+        generator,
+        Budget(steps=10),
+        Settings(method="lora", rank=4, grad_steps=1, max_nonfinite=3),
+        on_step=watch,
     )
     assert result.stop_reason == "non-finite loss or gradient 3 times in a row"
     assert [s.skipped for s in result.history] == [False, True, True, True]
@@ -306,7 +296,7 @@ def test_cli_option_defaults_are_the_settings_defaults():
 
 def test_optimize_through_every_step_with_checkpointing(generator, condition, tmp_path):
     window = GradientWindow.every(checkpoint=True)
-    settings = Settings(rank=4, grad_steps=window)
+    settings = Settings(method="lora", rank=4, grad_steps=window)
     result = optimize(program(), condition, generator, Budget(steps=2), settings)
     assert (
         result.nfe == generator.nfe(0) + (len(result.history) - 1) * generator.nfe(window) and len(result.history) > 1

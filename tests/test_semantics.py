@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ruledsl.compiler import ir
-from ruledsl.compiler.program import CompiledProgram, _Evaluation
 from ruledsl.compiler.semantics import Exact, Smooth
+from ruledsl.compiler.temporal import TemporalEvaluation
 
 T, B = 7, 3
 P, Q, R = (ir.Atom(name, (), ()) for name in ("p", "q", "r"))
@@ -90,13 +90,16 @@ def oracle(f, t, lo, hi, traces, tau):
     raise TypeError(f)
 
 
+def temporal(traces):
+    """The compiler's temporal evaluation with the atoms' traces given ({name: [B, T]})."""
+    batch, frames = next(iter(traces.values())).shape
+    like = next(iter(traces.values()))
+    return TemporalEvaluation(lambda atom: traces[atom.name], like, batch, frames, "test")
+
+
 def evaluate(formula, traces, sem):
     """The compiler's trace of `formula` over the whole video, with atom traces injected."""
-    program = CompiledProgram(ir.IRProgram(None, None, (), "test", "."))
-    evaluation = _Evaluation(program, torch.zeros(B, T, 3, 2, 2, dtype=torch.float64))
-    for name, trace in traces.items():
-        evaluation.cache[ir.Atom(name, (), ())] = trace
-    return evaluation.trace(formula, 0, T - 1, sem)
+    return temporal(traces).trace(formula, 0, T - 1, sem)
 
 
 @pytest.mark.parametrize("tau", [None, 0.5, 0.1, 0.02])
@@ -141,11 +144,7 @@ def test_smooth_gradients_gradcheck(op, tau):
     leaves = [torch.randn(1, 5, generator=generator, dtype=torch.float64, requires_grad=True) for _ in "pqr"]
 
     def f(p, q, r):
-        program = CompiledProgram(ir.IRProgram(None, None, (), "test", "."))
-        evaluation = _Evaluation(program, torch.zeros(1, 5, 3, 2, 2, dtype=torch.float64))
-        for name, trace in zip("pqr", (p, q, r)):
-            evaluation.cache[ir.Atom(name, (), ())] = trace
-        return evaluation.trace(OPERATORS[op], 0, 4, Smooth(tau))
+        return temporal(dict(zip("pqr", (p, q, r)))).trace(OPERATORS[op], 0, 4, Smooth(tau))
 
     assert torch.autograd.gradcheck(f, leaves)
 

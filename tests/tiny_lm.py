@@ -38,8 +38,11 @@ def tiny_causal_lm(vocab_size: int, seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_vlm(folder, seed: int = 0):
-    """A tiny random LLaVA-style vision-language model with its processor, saved to `folder`."""
+def tiny_vlm(folder, seed: int = 0, words: tuple[str, ...] = (), context: int = 2048):
+    """A tiny random LLaVA-style vision-language model with its processor, saved to `folder`.
+
+    `words`: tokens added to the tokenizer (e.g. "yes", "no" for `ask`); `context`: the text model's positions.
+    """
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -51,6 +54,8 @@ def tiny_vlm(folder, seed: int = 0):
 
     tokenizer = rule_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    if words:
+        tokenizer.add_tokens(list(words))
     tokenizer.chat_template = (
         "{% for m in messages %}{{ m['role'] }}: {% if m['content'] is string %}{{ m['content'] }}"
         "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}"
@@ -67,7 +72,7 @@ def tiny_vlm(folder, seed: int = 0):
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
+        max_position_embeddings=context,
     )
     config = LlavaConfig(
         vision_config=vision,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -14,7 +15,7 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"error: {message}\n")
     raise typer.Exit(code)
 
@@ -88,11 +89,12 @@ def score(
 
     try:
         folder = read_task(task)
+        if folder.metadata is None:
+            _fail(f"{task}: no metadata.json, so no scorer knows its rules (only generated tasks can be scored)")
+        folder.instance  # noqa: B018  (checks the metadata is one of our generated instances)
         frames = read_frames(video)
     except (TaskFolderError, VideoReadError) as error:
         _fail(str(error))
-    if folder.metadata is None:
-        _fail(f"{task}: no metadata.json, so no scorer knows its rules (only generated tasks can be scored)")
     result = score_video(frames, folder.metadata)
     if json_output:
         print(json.dumps(result.to_dict(), indent=2))
@@ -122,18 +124,22 @@ def corrupt(
 
     try:
         folder = read_task(task)
+        instance = folder.instance  # checks the metadata is one of our generated instances
+        if instance is None or folder.metadata is None:
+            _fail(f"{task}: no metadata.json; corruptions need the generated layout")
     except TaskFolderError as error:
         _fail(str(error))
-    if folder.metadata is None:
-        _fail(f"{task}: no metadata.json; corruptions need the generated layout")
     if out.exists() and not force:
         _fail(f"{out} exists; pass --force to overwrite it")
     meta = folder.metadata
+    missing = [f"render.{name}" for name in ("frames", "height", "width") if name not in meta.get("render", {})]
+    if missing:
+        _fail(f"{task / 'metadata.json'}: no field {', '.join(missing)} (corruptions re-render the task at its size)")
     try:
-        plan = make_plan(folder.instance, kind, meta["render"]["frames"])
+        plan = make_plan(instance, kind, meta["render"]["frames"])
         write_frames(
             out,
-            render(folder.instance, plan, (meta["render"]["height"], meta["render"]["width"])),
+            render(instance, plan, (meta["render"]["height"], meta["render"]["width"])),
             fps=meta["render"].get("fps", 4),
         )
     except ValueError as error:

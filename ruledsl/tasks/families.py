@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Cell = tuple[int, int]
@@ -137,14 +138,14 @@ def neighbours(cell: Cell, diagonal: bool = False):
 
 def bfs_path(start: Cell, goals: set[Cell], passable) -> list[Cell] | None:
     """Shortest 4-connected path from start to any goal (both included), or None."""
-    previous = {start: None}
+    previous: dict[tuple[int, int], tuple[int, int] | None] = {start: None}
     queue = deque([start])
     while queue:
         cell = queue.popleft()
         if cell in goals:
             path = [cell]
-            while previous[path[-1]] is not None:
-                path.append(previous[path[-1]])
+            while (before := previous[path[-1]]) is not None:
+                path.append(before)
             return path[::-1]
         for nxt in neighbours(cell):
             if nxt not in previous and passable(nxt):
@@ -191,6 +192,7 @@ def make_maze(rng: random.Random, n: int) -> dict:
     best = max(far[cell] for cell in logical)
     goal = rng.choice(sorted(cell for cell in logical if far[cell] >= best - 2))
     path = bfs_path(start, {goal}, lambda cell: cell in floor)
+    assert path is not None  # the goal was chosen among the cells reachable from the start
     walls = [(r, c) for r in range(size) for c in range(size) if (r, c) not in floor]
     return dict(
         rows=size,
@@ -355,7 +357,7 @@ def make_key_door(rng: random.Random, size: int) -> dict | None:
 @dataclass(frozen=True)
 class Family:
     name: str
-    make: object
+    make: Callable[..., dict | None]
     splits: dict[str, list[dict]]  # split -> difficulty settings (one drawn per instance)
     description: str
 

@@ -42,7 +42,8 @@ def frames_for(instance: Instance, frames: int | None = None) -> int:
 def solution_plan(instance: Instance, frames: int | None = None) -> Plan:
     """The ground truth: each mover waits until its start frame, moves one cell per frame, then holds."""
     total = frames_for(instance, frames)
-    positions, colors = {}, {}
+    positions: dict[str, list[tuple[int, int] | None]] = {}
+    colors: dict[str, list[str]] = {}
     for name, mover in instance.movers.items():
         positions[name] = [mover.path[min(max(t - mover.start_frame, 0), len(mover.path) - 1)] for t in range(total)]
         colors[name] = [mover.color] * total
@@ -73,9 +74,9 @@ def render(instance: Instance, plan: Plan, size: tuple[int, int] = DEFAULT_SIZE)
     for t, cell, color in plan.static_overrides:
         paint(video[t], cell, color)
     for name in instance.movers:
-        for t, (cell, color) in enumerate(zip(plan.positions[name], plan.colors[name])):
-            if cell is not None:
-                paint(video[t], cell, color)
+        for t, (at, color) in enumerate(zip(plan.positions[name], plan.colors[name])):
+            if at is not None:
+                paint(video[t], at, color)
     for t, cell, color in plan.extras:
         paint(video[t], cell, color)
     return video

@@ -168,14 +168,10 @@ def score_video(frames: np.ndarray, meta: dict) -> Score:
         ]
         jumps = [
             t
-            for t in range(T - 1)
-            if centroids[t]
-            and centroids[t + 1]
-            and np.hypot(
-                (centroids[t + 1][0] - centroids[t][0]) / geo.cell_h,
-                (centroids[t + 1][1] - centroids[t][1]) / geo.cell_w,
-            )
-            > MAX_STEP
+            for t, (a, b) in enumerate(zip(centroids, centroids[1:]))
+            if a is not None
+            and b is not None
+            and np.hypot((b[0] - a[0]) / geo.cell_h, (b[1] - a[1]) / geo.cell_w) > MAX_STEP
         ]
         frame_check(f"{name}.steady", jumps, f"{name} jumps more than {MAX_STEP} cells")
         target_role = meta["targets"][name]

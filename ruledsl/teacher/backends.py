@@ -103,7 +103,7 @@ class OpenAIBackend(Backend):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     data = json.loads(response.read().decode("utf-8"))
-                return data["choices"][0]["message"]["content"] or ""
+                return message_text(data["choices"][0]["message"].get("content"), self.url)
             except urllib.error.HTTPError as error:
                 detail = error.read().decode("utf-8", "replace")[:300]
                 last = f"HTTP {error.code} from {self.url}: {detail}"
@@ -117,9 +117,35 @@ class OpenAIBackend(Backend):
                     raise BackendError(f"cannot reach {self.url} ({reason}); is the server running?") from None
             except TimeoutError:
                 last = f"no answer from {self.url} within {self.timeout:g} s"
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as error:
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, AttributeError) as error:
                 raise BackendError(f"malformed answer from {self.url} ({type(error).__name__}: {error})") from None
         raise BackendError(f"gave up after {self.retries + 1} attempts: {last}")
+
+
+def message_text(content, where: str) -> str:
+    """The text of a chat message's `content`: a string, or a list of parts (OpenAI multi-part:
+    `{"type": "text", "text": ...}`, or bare strings) whose text parts are joined; None (no text,
+    e.g. a refusal or a tool call) is "". Anything else is a malformed answer."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") in ("text", "output_text"):
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise BackendError(f"malformed answer from {where}: a text part without a string `text`")
+                texts.append(text)
+            elif not isinstance(part, dict):
+                raise BackendError(f"malformed answer from {where}: a content part of type {type(part).__name__}")
+        return "".join(texts)
+    raise BackendError(
+        f"malformed answer from {where}: message content is {type(content).__name__}, expected text or a list of parts"
+    )
 
 
 def generation_grammar() -> str:
@@ -271,4 +297,4 @@ class TransformersBackend(Backend):
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        return self.tokenizer.decode(output[0, length:], skip_special_tokens=True)
+        return str(self.tokenizer.decode(output[0, length:], skip_special_tokens=True))

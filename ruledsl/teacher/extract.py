@@ -16,8 +16,13 @@ from ruledsl.checker import CheckedProgram, check
 from ruledsl.source import Source
 
 MAX_INPUT_CHARS = 200_000
+# An answer holds a few programs; checking stops after this many candidates (in order).
+MAX_CANDIDATES = 100
 KEYWORDS = ("task", "param", "object", "region", "image", "objects", "goal", "process")
-_FENCE = re.compile(r"(```|~~~)[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:\1|\Z)", re.S)
+# Fences are found by plain scanning (`fenced_blocks`), not one regex: `(```)...\n(.*?)\1` retries
+# from every backtick of a line that never ends, which is quadratic (200,000 backticks: 40 s).
+_FENCE_MARK = re.compile(r"```|~~~")
+_INFO_LANGUAGE = re.compile(r"[ \t]*([A-Za-z0-9_+-]*)")
 _STATEMENT = re.compile(r"^\s*(%s)\b" % "|".join(KEYWORDS))
 _REPLACEMENTS = {
     "\r\n": "\n",
@@ -70,8 +75,30 @@ def ensure_text(text: str) -> None:
         raise ExtractionError("input looks binary (NUL or control characters), not model text")
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in one left-to-right pass (linear time).
+
+    A fence is ``` or ~~~ followed by an info string up to the end of its line; the body runs
+    to the next same fence, or to the end of the text (a truncated answer)."""
+    blocks = []
+    position = 0
+    while (opening := _FENCE_MARK.search(text, position)) is not None:
+        mark = opening.group()
+        line_end = text.find("\n", opening.end())
+        if line_end == -1:  # a fence on the last line has no body
+            break
+        info = text[opening.end() : line_end]
+        match = _INFO_LANGUAGE.match(info)  # always matches (all optional)
+        language = match.group(1) if match else ""
+        closing = text.find(mark, line_end + 1)
+        end = len(text) if closing == -1 else closing
+        blocks.append((language, text[line_end + 1 : end]))
+        position = end + len(mark)
+    return blocks
+
+
 def candidates(text: str) -> list[str]:
-    fenced = [body for _, language, body in _FENCE.findall(text) if language.lower() in _LANGUAGES]
+    fenced = [body for language, body in fenced_blocks(text) if language.lower() in _LANGUAGES]
     fenced = [body for body in fenced if any(_STATEMENT.match(line) for line in body.splitlines())]
     if fenced:
         return fenced
@@ -104,6 +131,6 @@ def extract(text: str, name: str = "<model output>") -> Extraction:
             else "empty input"
         )
         return Extraction(None, None, 0, reason)
-    results = [check(Source(body.strip() + "\n", name)) for body in found]
+    results = [check(Source(body.strip() + "\n", name)) for body in found[:MAX_CANDIDATES]]
     best = next((r for r in results if r.ok), None) or min(results, key=lambda r: len(r.errors))
     return Extraction(best.source.text, best, len(found), None, results)

@@ -50,7 +50,8 @@ def palette(image: np.ndarray, max_colors: int = 12, min_area: float = 0.001, me
         if area < min_area:
             continue
         ys, xs = np.nonzero(mask)
-        rgb = tuple(int(v) for v in pixels[mask.reshape(-1)].mean(0).round())
+        r, g, b = (int(v) for v in pixels[mask.reshape(-1)].mean(0).round())
+        rgb = (r, g, b)
         swatches.append(
             Swatch(
                 "#%02x%02x%02x" % rgb, rgb, area, (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)

@@ -31,7 +31,13 @@ Formulas: `always F`, `eventually F`, `at end F`, `at start F`, `next F`, `F unt
 `F implies G`, comparisons of measures like `speed(agent) <= 0.1`.
 A prefix (always, eventually, at, during, forall) takes everything to its right: `always a and b`
 means `always (a and b)`; write `a and (always b)`.
-Positions and distances are fractions of the frame (0 to 1), so programs work at any resolution."""
+Positions and distances are fractions of the frame (0 to 1), so programs work at any resolution.
+`ask "yes/no question"` is a formula answered by a vision-language model looking at the video (a few
+frames spread over its window; under always/eventually/at, frame by frame). It is slow and
+approximate: use it ONLY for a statement that no built-in below can express (e.g. `ask "Is the agent
+pushing the box?"`), never for positions, colours, overlap, motion or counts. Put it in its own rule:
+  process pushes: during [0.2, 0.8] ask "Is the red agent pushing the blue box?"
+"""
 
 
 def reference() -> str:

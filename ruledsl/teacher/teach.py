@@ -46,7 +46,9 @@ class Teacher:
     def __init__(self, backend: Backend, max_repairs: int = 2):
         self.backend, self.max_repairs = backend, max_repairs
 
-    def prompt_for(self, task) -> str:
+    @staticmethod
+    def prompt_for(task) -> str:
+        """The prompt for a task: no backend needed (`teach --show-prompt`)."""
         return build_prompt(task.prompt, palette_text(palette(task.first_frame)))
 
     def write_rules(self, task) -> Teaching:

@@ -1,0 +1,48 @@
+"""Settings sweep for `tto` on `train` instances only (held-out figures come from `ruledsl bench` afterwards).
+
+    python benchmarks/tto_sweep.py --n 3 --budget 400 --out benchmarks/results/tto_sweep
+
+One variant changes one setting of the default (population, gradient reach, learning rate, focus on
+failing rules); Best-of-N runs beside them at the same NFE. Every variant sees the same instances
+(`train` split, `--seed` stream). Writes the bench outputs (table.md, summary.json, ...) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ruledsl.runtime import bench
+
+VARIANTS = {
+    "tto": {},
+    "tto-pop2": {"population": 2},
+    "tto-pop8": {"population": 8},
+    "tto-last2": {"grad_reach": "last", "grad_steps": 2},
+    "tto-all": {"grad_reach": "all"},
+    "tto-lr1e-2": {"lr": 1e-2},
+    "tto-focus0": {"focus": 0.0},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget", type=float, action="append")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", default="benchmarks/results/tto_sweep")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    for name in names:
+        bench.METHODS[name] = bench.BenchMethod(name, f"tto with {VARIANTS[name] or 'the defaults'}", "tto",
+                                                settings=VARIANTS[name])  # fmt: skip
+    config = bench.BenchConfig(out=args.out, split="train", n=args.n, seed=args.seed, budgets=tuple(args.budget or [400]),
+                               methods=("best-of-n", *names), workers=args.workers)  # fmt: skip
+    summary = bench.run_bench(config, resume=args.resume, force=not args.resume)
+    print(bench.table_markdown(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+-- .rule files are ruledsl programs.
+vim.filetype.add({ extension = { rule = "ruledsl" } })

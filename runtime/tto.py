@@ -1,0 +1,178 @@
+"""`tto`: test-time optimization that contains Best-of-N's search and adds the gradient on top.
+
+Every step spends its compute in two parts:
+1. **search**: `population` fresh seeds rolled out through the current LoRA without gradient; every
+   video is judged with the exact semantics and the best so far is kept. The seeds follow Best-of-N's
+   stream (seed + 1, seed + 2, ...), so with a zero LoRA this part *is* Best-of-N;
+2. **gradient**: one rollout with gradient on the seed of the best candidate so far (the video nearest
+   to satisfying the rules), through the sampling steps chosen by `grad_reach` ("last": the last
+   `grad_steps`; "random": a random number of final steps each time, DRaFT/AlignProp-style randomized
+   truncation, so early steps where layout and motion are decided get gradient too; "all": every step).
+   The loss is each rule's smooth loss divided by its value at the first gradient step (per-rule
+   normalisation: no rule's scale dominates), weighted by `1 + focus` for the rules the target video
+   still fails. The LoRA is shared by every seed, so an update moves the whole search distribution.
+3. **plateau**: no better candidate in `patience` steps halves the learning rate; the second plateau
+   in a row resets the LoRA (a restart) — the search part keeps drawing fresh seeds throughout, so a
+   plateau changes what is searched rather than ending the run. The run ends when every rule holds
+   (exact semantics) or the budget is spent.
+
+The report's history has one entry per judged rollout; `phases` counts what the budget was spent on.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ruledsl.runtime.lora import attach_lora, lora_state
+from ruledsl.runtime.settings import GradientWindow
+
+GRAD_REACH = ("last", "random", "all")
+
+
+def grad_steps_for(reach: str, fixed, steps: int, rng: random.Random) -> GradientWindow:
+    """Which sampling steps keep the graph this time (`fixed`: Settings.grad_steps, for "last")."""
+    if reach == "last":
+        return GradientWindow.of(fixed)
+    if reach == "random":
+        return GradientWindow.last(rng.randint(1, steps))
+    if reach == "all":
+        return GradientWindow.every()
+    raise ValueError(f"unknown grad_reach {reach!r}; choose from {', '.join(GRAD_REACH)}")
+
+
+def normalised_loss(report, scales: dict[str, float], focus: float) -> torch.Tensor:
+    """Weighted mean of per-rule losses, each over its reference scale; failing rules weigh 1 + focus."""
+    terms, weights = [], 0.0
+    for name, rule in report.rules.items():
+        weight = rule.weight * (1.0 + focus * float(not bool(rule.verdict[0])))
+        terms.append(weight * rule.loss.mean() / scales[name])
+        weights += weight
+    return torch.stack(terms).sum() / max(weights, 1e-12)
+
+
+def improved(rank: tuple, best: tuple | None, tol: float = 0.01) -> bool:
+    """A candidate rank (all hold, rules held, -loss) beats `best`: more rules hold, or the loss fell
+    by more than `tol` (relative). Tiny loss changes are noise, not progress."""
+    if best is None or rank[:2] != best[:2]:
+        return best is None or rank[:2] > best[:2]
+    return rank[2] > best[2] + tol * abs(best[2])
+
+
+def plateau_action(extra: dict, progress: bool, patience: int) -> str:
+    """After a step: "none"; "halve" (the learning rate) after `patience` steps without progress;
+    "restart" (a fresh LoRA) when that happens twice in a row."""
+    extra["stale"] = 0 if progress else extra["stale"] + 1
+    if extra["stale"] < patience:
+        return "none"
+    extra["stale"] = 0
+    extra["plateaus"] += 1
+    return "restart" if extra["plateaus"] % 2 == 0 else "halve"
+
+
+def run_tto(program, condition, generator, tracker, on_step, backward, snapshot, restore) -> None:
+    """The `tto` method on the loop's shared tracker (accounting, best-so-far, stops, checkpoints).
+
+    A step is committed twice: after its search (so that the judged seeds survive a kill) and after its
+    gradient update. The counters that steer the search (next seed, target seed, plateaus, the loss
+    scales, the truncation draws) are in `tracker.extra`, so a resume continues the same run."""
+    s = tracker.settings
+    targets = s.targets or generator.lora_targets
+    fresh = {"next_seed": s.seed + 1, "target_seed": s.seed, "stale": 0, "plateaus": 0, "scales": {}}
+    extra = tracker.extra
+    for key, value in fresh.items():
+        extra.setdefault(key, value)
+    step = tracker.next_step
+    lora = {"params": attach_lora(generator.denoiser, targets, s.rank)}
+    # An odd number of plateaus since the last restart means a halved learning rate.
+    lr = s.lr * (0.5 if extra["plateaus"] % 2 else 1.0)
+    lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=lr, weight_decay=0.0)
+    restore(generator.denoiser, lora["optimizer"], lora["params"], tracker.tensors)
+    tracker.restore_rng()
+    rng = random.Random(s.seed * 7919)  # the truncation draws: reproducible, and saved with every commit
+    if "rng" in extra:
+        version, state, gauss = extra["rng"]
+        rng.setstate((version, tuple(state), gauss))
+    sample_cost = generator.nfe(0)
+    # The last rank that counted as progress (tolerance: not every better best is progress).
+    best_rank = tuple(extra["progress_rank"]) if "progress_rank" in extra else tracker.best[0]
+
+    def tensors():
+        return snapshot(generator.denoiser, lora["optimizer"], lora["params"])
+
+    def update(finite: bool) -> None:
+        """Apply the step's gradient, then act on a plateau: progress resets the count; otherwise lower
+        the lr, then restart."""
+        nonlocal best_rank
+        if finite:
+            torch.nn.utils.clip_grad_norm_(lora["params"], s.clip)
+            lora["optimizer"].step()
+        progress = improved(tracker.best[0], best_rank)
+        if progress:
+            best_rank = tracker.best[0]
+        action = plateau_action(extra, progress, s.patience)
+        if action == "restart":  # a fresh LoRA, the learning rate back
+            lora["params"] = attach_lora(generator.denoiser, targets, s.rank)
+            lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=s.lr, weight_decay=0.0)
+            tracker.phases["restarts"] += 1
+        elif action == "halve":
+            for group in lora["optimizer"].param_groups:
+                group["lr"] = s.lr / 2
+        extra.update(searched=False, progress_rank=list(best_rank), rng=_json_rng(rng))
+
+    while True:
+        # 1. search: fresh seeds through the current LoRA, judged exactly (skipped when a resumed step
+        # had done it).
+        if not extra.get("searched"):
+            if not tracker.can_afford(s.population * sample_cost, step):
+                return
+            seeds = list(range(extra["next_seed"], extra["next_seed"] + s.population))
+            extra["next_seed"] += s.population
+            with torch.no_grad():
+                noise = torch.cat([generator.initial_noise(condition, seed) for seed in seeds])
+                videos = generator.rollout(condition, noise, grad_steps=0)
+            judged, final = [], ""
+            for seed, video in zip(seeds, videos):
+                tracker.spend(sample_cost, "search")
+                before = tracker.best[0]
+                report = tracker.judge(video[None], step, lora=lambda: lora_state(generator.denoiser))
+                tracker.record(step, report)
+                judged.append((tracker.history[-1], report))
+                if tracker.best[0] != before:
+                    extra["target_seed"] = seed
+                if bool(report.satisfied[0]):
+                    final = f"every rule holds (step {step}, seed {seed})"
+                    break
+            extra["searched"] = True
+            tracker.stop_reason = final or tracker.stop_reason
+            tracker.commit(step, tensors(), final)
+            if on_step:
+                for entry, report in judged:
+                    on_step(entry, report)
+            if final:
+                return
+        # 2. gradient on the best candidate's seed.
+        window = grad_steps_for(s.grad_reach, s.grad_steps, generator.steps, rng)
+        cost = generator.nfe(window)
+        if not tracker.can_afford(cost, step):
+            return
+        video = generator.rollout(
+            condition, generator.initial_noise(condition, extra["target_seed"]), grad_steps=window
+        )
+        tracker.spend(cost, "gradient")
+        report = program(video)
+        if not extra["scales"]:
+            extra["scales"] = {n: max(float(r.loss.detach().mean()), 1e-6) for n, r in report.rules.items()}
+        loss = normalised_loss(report, extra["scales"], s.focus)
+        lora["optimizer"].zero_grad(set_to_none=True)
+        finite = backward(loss, lora["params"])
+        weights = lambda: lora_state(generator.denoiser)  # noqa: E731  (the weights that made `video`)
+        if tracker.finish_step(video, step, report, finite, on_step, tensors, update, weights, plateau=False):
+            return
+        step += 1
+
+
+def _json_rng(rng: random.Random) -> list:
+    version, state, gauss = rng.getstate()
+    return [version, list(state), gauss]

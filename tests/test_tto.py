@@ -1,0 +1,86 @@
+"""The `tto` method: it contains Best-of-N's search, spends the budget until success, accounts for it."""
+
+import json
+import random
+
+import pytest
+import torch
+from test_runtime import RULES, program
+
+import ruledsl
+from ruledsl.runtime.loop import Budget, Settings, optimize
+from ruledsl.runtime.tto import grad_steps_for, improved, normalised_loss, plateau_action
+
+# Rules a random tiny model never satisfies: the run must use its whole budget.
+IMPOSSIBLE = (
+    "object agent = color(#ff0000, tol=5)\ngoal g: at end area(agent) >= 0.9\nprocess p: always area(agent) >= 0.9\n"
+)
+
+
+def test_with_no_learning_the_search_is_best_of_n(generator, condition):
+    population = 3
+    budget = Budget(steps=1, nfe=generator.nfe(0) * (1 + population) + generator.nfe(3))
+    tto = optimize(program(), condition, generator, budget, Settings(method="tto", population=population, lr=0.0))
+    bon = optimize(program(), condition, generator, Budget(steps=population), Settings(method="best-of-n"))
+    searched = [s.loss for s in tto.history[1 : 1 + population]]
+    assert searched == pytest.approx([s.loss for s in bon.history[1 : 1 + population]], rel=1e-6)
+
+
+def test_a_base_sample_that_holds_costs_one_sample(generator, condition):
+    always = ruledsl.loads("object agent = color(#ff0000)\ngoal g: at end area(agent) >= 0\n").compile()
+    result = optimize(always, condition, generator, Budget(steps=10), Settings(method="tto"))
+    assert result.nfe == generator.nfe(0) and result.phases["base"] == result.nfe
+    assert result.stop_reason == "every rule holds (base sample)"
+
+
+def test_the_budget_is_spent_until_the_end_and_plateaus_change_the_search(generator, condition):
+    settings = Settings(method="tto", population=2, patience=1, rank=4)
+    per_step = 2 * generator.nfe(0) + generator.nfe(3)
+    budget = Budget(steps=10**6, nfe=generator.nfe(0) + 6 * per_step)
+    result = optimize(ruledsl.loads(IMPOSSIBLE).compile(), condition, generator, budget, settings)
+    assert not result.solved
+    assert result.stop_reason.startswith("NFE budget")  # not a plateau with budget left
+    assert result.nfe > budget.nfe - per_step
+    phases = result.phases
+    assert phases["base"] + phases["search"] + phases["gradient"] == pytest.approx(result.nfe)
+    assert phases["search"] > 0 and phases["gradient"] > 0
+
+
+def test_the_run_report_says_how_the_budget_was_spent(generator, condition, tmp_path):
+    from ruledsl.runtime.run import write_run
+
+    settings, budget = Settings(method="tto", population=2, rank=4), Budget(steps=2)
+    result = optimize(ruledsl.loads(IMPOSSIBLE).compile(), condition, generator, budget, settings)
+    write_run(tmp_path / "run", result, "r.rule", None, "tiny", settings, budget, {})
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["phases"] == result.phases and saved["steps"] == 2
+    assert saved["phases"]["search"] == 2 * 2 * generator.nfe(0)
+
+
+def test_plateaus_halve_the_learning_rate_then_restart():
+    extra = {"stale": 0, "plateaus": 0}
+    actions = [plateau_action(extra, progress, patience=2) for progress in [False] * 8 + [True, False, False]]
+    assert actions == ["none", "halve", "none", "restart", "none", "halve", "none", "restart", "none", "none", "halve"]
+    assert improved((False, 2, -1.0), (False, 1, -0.5)) and not improved((False, 1, -0.999), (False, 1, -1.0))
+    assert improved((False, 1, -0.9), (False, 1, -1.0)) and not improved((False, 1, -0.1), (True, 0, -5.0))
+
+
+def test_gradient_reach():
+    rng = random.Random(0)
+    draws = {grad_steps_for("random", 2, 8, rng).indices(8).start for _ in range(200)}
+    assert draws == set(range(8))  # every truncation point, the first step included
+    assert grad_steps_for("all", 2, 8, rng).indices(8) == range(8)
+    assert grad_steps_for("last", 2, 8, rng).indices(8) == range(6, 8)
+    with pytest.raises(ValueError, match="last, random, all"):
+        grad_steps_for("first", 2, 8, rng)
+
+
+def test_normalised_loss_is_scale_free(generator, condition):
+    compiled = ruledsl.loads(RULES).compile()
+    with torch.no_grad():
+        report = compiled(generator.sample(condition, 0))
+    scales = {n: float(r.loss.mean()) for n, r in report.rules.items()}
+    # At the reference every rule contributes exactly 1, whatever its raw scale and weight.
+    assert float(normalised_loss(report, scales, focus=3.0)) == pytest.approx(1.0)
+    louder = {n: v * 1000 for n, v in scales.items()}
+    assert float(normalised_loss(report, louder, focus=3.0)) == pytest.approx(1e-3)
