@@ -66,13 +66,13 @@ class PaletteAutoencoder(ModelMixin, ConfigMixin):
         return 2 ** (len(self.config["encoder_blocks"]) - 1)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        raw = self.vae.encoder(frames * 2 - 1)
+        raw = self.vae.encoder(frames * 2 - 1)  # type: ignore[attr-defined]  # set in AutoencoderTiny.__init__
         return (raw - self.config["latent_mean"]) / self.config["latent_std"]
 
     def decode_logits(self, latents: torch.Tensor) -> torch.Tensor:
         """[N, C, h, w] -> palette logits [N, K, 4h, 4w]."""
         raw = latents * self.config["latent_std"] + self.config["latent_mean"]
-        return self.vae.decoder(raw)
+        return self.vae.decoder(raw)  # type: ignore[attr-defined]
 
     def logits_to_frames(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         weights = torch.softmax(logits / (temperature or self.config["temperature"]), dim=1)

@@ -311,7 +311,7 @@ class ReasonerGenerator(VideoGenerator):
         from ruledsl.runtime.reasoner import make_scheduler
 
         if model is None:
-            model = load_reasoner(path or os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER), dtype)
+            model = load_reasoner(path or os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER, dtype)
         elif dtype is not None:
             model = model.to(dtype)
         self.model = model.to(device or "cpu").eval()

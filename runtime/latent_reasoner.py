@@ -50,9 +50,10 @@ class AxisAttention(nn.Module):
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
-        self.to_out = nn.ModuleList([nn.Linear(channels, channels)])
-        nn.init.zeros_(self.to_out[0].weight)
-        nn.init.zeros_(self.to_out[0].bias)
+        out = nn.Linear(channels, channels)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.to_out = nn.ModuleList([out])  # `to_out.0`, as diffusers names it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -116,7 +117,7 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         self.norm_out = nn.GroupNorm(8, channels)
         self.proj_out = nn.Conv3d(channels, tokens, 1)
         nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        nn.init.zeros_(self.proj_out.bias)  # type: ignore[arg-type]  # bias=True: a tensor
         self.gradient_checkpointing = False
 
     @property
