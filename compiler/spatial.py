@@ -164,8 +164,11 @@ class SpatialEvaluation:
 
         k = frame_index(time, 0, self.t - 1, f"{self.source_name}: a region snapshot")
         live = self.cache.get(("value", region))
-        if live is not None:  # the live mask exists already: slice it
-            return live[:, k : k + 1].detach()
+        if live is None and _holds_snapshot(region):
+            # A snapshot inside keeps its own frame of *this* video: no one-frame shortcut for it.
+            live = self.mask(region)
+        if live is not None:  # the live mask exists already: slice it (a static mask is every frame)
+            return (live if live.shape[1] == 1 else live[:, k : k + 1]).detach()
         # Otherwise evaluate the selector on that one frame only (T times less work).
         frame = self.cache.get(("frame", k))
         if frame is None:
@@ -206,3 +209,14 @@ def _apply(ev: SpatialEvaluation, node: ir.Call | ir.Atom, name: str):
     if builtin.prepare is not None:
         arguments["prepared"] = ev.prepared[node]
     return builtin.lower(ev, **arguments)
+
+
+def _holds_snapshot(term: ir.Term) -> bool:
+    """Whether a snapshot occurs anywhere inside `term` (iterative)."""
+    stack: list = [term]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Snapshot):
+            return True
+        stack.extend(ir.children(node))
+    return False

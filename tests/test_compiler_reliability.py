@@ -270,3 +270,20 @@ def test_every_builtin_with_a_file_argument_declares_its_check():
     """A built-in that reads files must confine them (today: `file`)."""
     readers = [b for b in BUILTINS.values() if b.prepare is not None]
     assert [b.name for b in readers] == ["file"] and all(b.check is not None for b in readers)
+
+
+def test_snapshot_of_a_snapshot_is_that_fixed_mask():
+    # Found by benchmarks/fuzz.py (input 3298): `r1 = r0 at 0.5` with `r0` already a snapshot sliced a
+    # one-frame mask at frame 2 or 3 (empty) and crashed in eval; a nested snapshot keeps its own frame.
+    import ruledsl
+
+    text = (
+        "object o1 = color(#0000ff)\nregion r0 = o1 at 0.5\nregion r1 = r0 at 0.5\nregion r2 = (r0 | o1) at end\n"
+        "goal g: at end area(r1) >= 0.01\nprocess p: always distance(r0, r1) <= 0.001\n"
+        "process q: at start area(r2) >= 0.5 * area(r1)\n"  # r0 inside r2 is still the mid-video blob
+    )
+    video = torch.zeros(1, 6, 3, 16, 16)
+    video[:, 2:4, 2, 4:8, 4:8] = 1.0  # the blue blob exists only mid-video (0.5 of frames 0..5)
+    report = ruledsl.loads(text).compile()(video)
+    assert bool(report.satisfied[0]), report.failed_rules()
+    assert float(report.rules["g"].robustness[0]) > 0  # r1 is frame 3's blob, not an empty slice
