@@ -54,7 +54,7 @@ def check_video(video) -> torch.Tensor:
     if not video.is_floating_point():
         raise VideoError(f"expected a float video in [0, 1], got dtype {video.dtype} (divide uint8 frames by 255)")
     if video.dtype in (torch.float16, torch.bfloat16):
-        video = video.float()  # differentiable: the gradient arrives in the input's dtype
+        video = _Widen.apply(video)  # differentiable: the gradient arrives in the input's dtype, finite
     # One pass over the video: NaN and inf propagate into the min or the max.
     low, high = (float(x) for x in torch.aminmax(video.detach()))
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -66,6 +66,21 @@ def check_video(video) -> torch.Tensor:
             + (" (a [-1, 1] model output? map it with (x + 1) / 2)" if low < -0.05 else "")
         )
     return video if low >= 0.0 and high <= 1.0 else video.clamp(0.0, 1.0)
+
+
+class _Widen(torch.autograd.Function):
+    """Half precision -> float32; the float32 gradient goes back clamped to the input dtype's finite range
+    (a per-pixel gradient can exceed float16's 65504 on tiny or degenerate frames: inf, not a number)."""
+
+    @staticmethod
+    def forward(ctx, video):
+        ctx.dtype = video.dtype
+        return video.float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        limit = torch.finfo(ctx.dtype).max
+        return grad.clamp(-limit, limit).to(ctx.dtype)
 
 
 class CompiledProgram:

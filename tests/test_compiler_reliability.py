@@ -116,6 +116,24 @@ def test_half_precision_video_is_evaluated_in_float32(dtype):
         assert torch.allclose(report.loss, reference.loss)
 
 
+def test_half_precision_gradient_that_overflows_float16_stays_finite():
+    # Found by benchmarks/fuzz_videos.py: a 36x1 noise video through key_door.rule has a float32
+    # gradient of ~2.6e5 on some pixels, which is inf in float16; it comes back clamped, finite.
+    program = ruledsl.load(ROOT / "examples" / "key_door.rule").compile()
+    from benchmarks.fuzz_videos import KINDS, degenerate_video
+
+    rng = torch.Generator().manual_seed(0)  # the fuzzer's stream up to its video 93 (a 36x1 "half precision")
+    video = [degenerate_video(KINDS[i % len(KINDS)], rng) for i in range(94)][-1].half()
+    wide = video.float().requires_grad_(True)
+    program(wide).loss.backward()
+    assert wide.grad.abs().max() > torch.finfo(torch.float16).max  # the case this guards
+    half = video.clone().requires_grad_(True)
+    program(half).loss.backward()
+    assert torch.isfinite(half.grad.float()).all()
+    small = wide.grad.abs() < 1e4  # where float16 can hold it, the gradient is the float32 one
+    assert torch.allclose(half.grad.float()[small], wide.grad[small], rtol=1e-2, atol=1e-3)
+
+
 # ---- D5: param overrides -------------------------------------------------------------------------
 
 

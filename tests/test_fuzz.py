@@ -7,6 +7,8 @@ valid spans; a program that parses formats, the formatted text parses to the sam
 a fixed point of `fmt`; a syntax error is exactly one E1xx diagnostic.
 """
 
+import torch
+from conftest import ROOT
 from helpers import assert_valid_spans
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -91,3 +93,14 @@ def test_parse_error_is_a_diagnostic_not_a_crash():
         assert error.diagnostic.code == "E103"
     else:
         raise AssertionError("expected a ParseError")
+
+
+def test_degenerate_videos_give_finite_losses_and_gradients():
+    """A bounded slice of benchmarks/fuzz_videos.py (which runs 10,000): every kind, every example."""
+    import ruledsl
+    from benchmarks.fuzz_videos import KINDS, check, degenerate_video
+
+    programs = [ruledsl.load(path).compile() for path in sorted((ROOT / "examples").glob("*.rule"))]
+    rng = torch.Generator().manual_seed(1)
+    outcomes = [check(programs[i % len(programs)], degenerate_video(kind, rng)) for i, kind in enumerate(KINDS * 2)]
+    assert all(outcome in ("ok", "refused") for outcome in outcomes), outcomes
