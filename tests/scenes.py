@@ -8,20 +8,10 @@ from __future__ import annotations
 
 import torch
 
-COLORS = {
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-    "red": (255, 0, 0),
-    "green": (0, 255, 0),
-    "grey": (128, 128, 128),
-    "purple": (128, 0, 128),
-    "blue": (0, 0, 255),
-    "orange": (255, 165, 0),
-    "blue_pad": (128, 192, 255),
-    "orange_pad": (255, 217, 160),
-    "yellow": (255, 255, 0),
-    "brown": (139, 69, 19),
-}
+from ruledsl.tasks.families import PALETTE
+
+# The task suite's palette, with the pad names the example programs' scenes use.
+COLORS = {**PALETTE, "blue_pad": PALETTE["light_blue"], "orange_pad": PALETTE["light_orange"]}
 
 
 class Scene:
