@@ -296,6 +296,17 @@ def negate(formula: Formula) -> Formula:
     raise TypeError(f"cannot negate {formula!r}")
 
 
+def member_guard(member: Any) -> Formula | None:
+    """The formula "this collection member exists in this video", or None when it always does.
+
+    A collection declared from `components(...)` has a fixed number of slots, and a video may fill
+    fewer; quantifiers and counting lower `forall x in C: phi` to `guard(x) implies phi` and
+    `exists` / counting to `guard(x) and phi` for each member (members of a literal list `[a, b]`
+    have no guard). The slot evaluation (compiler/spatial.py) gives the guard's margin.
+    """
+    return None
+
+
 def children(node: Term | Formula) -> list[Term | Formula]:
     """Direct sub-terms and sub-formulas of an IR node."""
     out: list[Term | Formula] = []

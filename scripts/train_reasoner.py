@@ -83,18 +83,22 @@ class V2:
         from ruledsl.runtime.frame_codec import PaletteAutoencoder
         from ruledsl.runtime.latent_reasoner import LatentReasonerModel
 
-        if args.codec is None:
-            raise SystemExit("--arch v2 needs --codec FOLDER (a frame codec from scripts/train_decoder.py)")
-        codec = PaletteAutoencoder.from_pretrained(args.codec, use_safetensors=True)
-        self.model = LatentReasonerModel(
-            codec_config={k: v for k, v in codec.config.items() if not k.startswith("_")},
-            channels=args.channels,
-            depth=args.depth,
-            size=V2_SIZE,
-            frames=FRAMES,
-            steps=args.sample_steps,
-        )
-        self.model.codec.load_state_dict(codec.state_dict())
+        if args.init is not None:
+            # Warm start: the whole model (denoiser and codec) from an exported folder; its config wins.
+            self.model = LatentReasonerModel.from_pretrained(args.init, use_safetensors=True)
+        else:
+            if args.codec is None:
+                raise SystemExit("--arch v2 needs --codec FOLDER (a frame codec from scripts/train_decoder.py)")
+            codec = PaletteAutoencoder.from_pretrained(args.codec, use_safetensors=True)
+            self.model = LatentReasonerModel(
+                codec_config={k: v for k, v in codec.config.items() if not k.startswith("_")},
+                channels=args.channels,
+                depth=args.depth,
+                size=V2_SIZE,
+                frames=FRAMES,
+                steps=args.sample_steps,
+            )
+            self.model.codec.load_state_dict(codec.state_dict())
         self.model.codec.eval().requires_grad_(False)
         self.seed, self.new_per_step, self.buffer_start = args.seed, args.new_per_step, args.buffer_start
         self.buffer: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (z0, changes, family id), fp16
@@ -183,6 +187,13 @@ def main() -> None:
         "train_decoder.py --init; its encoder must be the run's)",
     )
     parser.add_argument("--codec", type=Path, default=None, help="v2: the trained frame codec folder")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="v2: start from an exported model folder (e.g. models/reasoner): its weights, codec and config; "
+        "a fresh optimizer and schedule, and the folder's training log kept as 'prior'",
+    )
     parser.add_argument("--channels", type=int, default=64, help="v2: denoiser width")
     parser.add_argument("--depth", type=int, default=4, help="v2: denoiser blocks")
     parser.add_argument("--sample-steps", type=int, default=8, help="v2: Euler steps per sample (saved in config)")
@@ -214,6 +225,8 @@ def main() -> None:
         "seconds": 0.0,
         "chunks": [],
     }
+    if args.init is not None and (args.init / "training_log.json").exists():
+        log["prior"] = json.loads((args.init / "training_log.json").read_text())
     step = 0
     last = args.run / "last.pt" if args.run else None
     if args.resume:
