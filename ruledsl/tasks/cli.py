@@ -28,47 +28,58 @@ def list_() -> None:
 
     from ruledsl.tasks.corrupt import KINDS
     from ruledsl.tasks.families import FAMILIES, MAX_FRAMES_IN_DISTRIBUTION
+    from ruledsl.tasks.shape_families import SHAPE_FAMILIES, SHAPE_KINDS
 
     table = Table(title="task families")
     for column in ("family", "what", "train", "test", "ood"):
         table.add_column(column)
-    for family in FAMILIES.values():
+    rows = [(f.name, f.description, f.splits) for f in FAMILIES.values()]
+    rows += [(f.name, f.description, f.splits) for f in SHAPE_FAMILIES.values()]
+    for name, description, splits in rows:
         table.add_row(
-            family.name,
-            family.description,
+            name,
+            description,
             *[
-                "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in family.splits[split])
+                "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in splits[split])
                 for split in ("train", "test", "ood")
             ],
         )
     console = Console()
     console.print(table)
-    console.print(f"train and test solutions fit {MAX_FRAMES_IN_DISTRIBUTION} frames; ood ones may need more.")
-    console.print("corruptions: " + ", ".join(KINDS))
+    console.print(
+        f"grid families: train and test solutions fit {MAX_FRAMES_IN_DISTRIBUTION} frames; ood ones may need more."
+    )
+    console.print(f"corruptions ({', '.join(FAMILIES)}): " + ", ".join(KINDS))
+    for name, kinds in SHAPE_KINDS.items():
+        console.print(f"corruptions ({name}): " + ", ".join(kinds))
 
 
 @app.command()
 def generate(
-    family: str = typer.Argument(..., help="maze, grid_path, avoid, two_targets or key_door."),
+    family: str = typer.Argument(
+        ..., help="maze, grid_path, avoid, two_targets, key_door, sliding, sort_size or cards (`ruledsl tasks list`)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to create; instances go to OUT/00000, OUT/00001, ..."),
     n: int = typer.Option(20, "--n", min=1, help="Number of instances."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split's instance stream."),
     split: str = typer.Option("train", "--split", help="train, test or ood."),
-    size: int = typer.Option(64, "--size", min=8, help="Frame height and width in pixels."),
+    size: int = typer.Option(
+        None, "--size", min=8, help="Frame height and width in pixels (default: 64; 96 for the shape families)."
+    ),
     frames: int = typer.Option(
         16, "--frames", min=2, help="Frames of the ground truth (more if the solution needs them)."
     ),
     force: bool = typer.Option(False, "--force", help="Write into an existing non-empty folder."),
 ) -> None:
     """Write instances in the VBVR-Bench layout (first_frame.png, final_frame.png, ground_truth.mp4, prompt.txt, metadata.json)."""
-    from ruledsl.tasks.families import generate as make
     from ruledsl.tasks.layout import write_task
+    from ruledsl.tasks.suite import generate as make
 
     if out.exists() and any(out.iterdir()) and not force:
         _fail(f"{out} exists and is not empty; pass --force to write into it")
     try:
         for index in range(n):
-            write_task(make(family, index, seed, split), out / f"{index:05d}", (size, size), frames)
+            write_task(make(family, index, seed, split), out / f"{index:05d}", (size, size) if size else None, frames)
     except ValueError as error:
         _fail(str(error))
     print(f"wrote {n} {family} instances ({split}, seed {seed}) to {out}")
@@ -84,7 +95,7 @@ def score(
     import json
 
     from ruledsl.tasks.layout import TaskFolderError, read_task
-    from ruledsl.tasks.scorers import score_video
+    from ruledsl.tasks.suite import score as score_video
     from ruledsl.video import VideoReadError, read_frames
 
     try:
@@ -111,15 +122,18 @@ def score(
 def corrupt(
     task: Path = typer.Argument(..., help="A task folder written by `ruledsl tasks generate`."),
     kind: str = typer.Option(
-        ..., "--kind", help="frozen, vanish, duplicate, color-change, teleport, wall-crossing, wrong-end, stops-early."
+        ...,
+        "--kind",
+        help="frozen, vanish, duplicate, color-change, teleport, wall-crossing, wrong-end, stops-early; the shape "
+        "families have their own (`ruledsl tasks list`).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif, or a folder for PNGs)."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:
     """Render the task's ground truth with one corruption, for testing judges."""
-    from ruledsl.tasks.corrupt import corrupt as make_plan
     from ruledsl.tasks.layout import TaskFolderError, read_task
-    from ruledsl.tasks.render import render
+    from ruledsl.tasks.suite import corrupt as make_plan
+    from ruledsl.tasks.suite import render
     from ruledsl.video import write_frames
 
     try:

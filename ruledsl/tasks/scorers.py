@@ -44,14 +44,18 @@ class Score:
     passed: bool
     checks: dict[str, float]
     reasons: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # check -> "logical" | "rendering" (shape families)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "score": round(self.score, 4),
             "passed": self.passed,
             "checks": {k: round(v, 4) for k, v in self.checks.items()},
             "reasons": self.reasons,
         }
+        if self.kinds:
+            out["kinds"] = self.kinds
+        return out
 
 
 class _Geometry:
