@@ -1,12 +1,14 @@
 """Agreement between each family's rule program (compiled, exact semantics) and its independent scorer.
 
-Usage: python benchmarks/agreement.py [--n 30] [--splits test ood]
+Usage: python benchmarks/agreement.py [--n 30] [--splits test ood] [--families sliding cards ...]
 
-For every instance: the ground truth and each corruption are rendered, judged by the scorer
-(`passed`) and by `examples/<family>.rule` (`report.satisfied`), with the program's params set
-from the instance's metadata. Agreement means both say the same. Prints a markdown table
-(family x ground truth / corruption: agreements / instances) per split, then every disagreement
-with both sides' reasons. `judge` is also used by tests/test_tasks.py on a few seeds.
+For every instance: the ground truth and each of the family's corruptions are rendered (at the
+family's default size: 64 x 64 for the grid families, 96 x 96 for the shape families), judged by the
+scorer (`passed`) and by `examples/<family>.rule` (`report.satisfied`), with the program's params set
+from the instance's metadata. Agreement means both say the same. Prints a markdown table (family x
+ground truth / corruption: agreements / instances) per split and per group of families with the same
+corruptions, then every disagreement with both sides' reasons. `judge` is also used by
+tests/test_tasks.py and tests/test_shape_tasks.py on a few seeds.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruledsl.tasks.corrupt import KINDS, corrupt
-from ruledsl.tasks.families import FAMILIES, generate
+from ruledsl.tasks import suite
+from ruledsl.tasks.corrupt import KINDS
 from ruledsl.tasks.layout import program_params
-from ruledsl.tasks.render import DEFAULT_SIZE, render, solution_plan
-from ruledsl.tasks.scorers import score_video
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CASES = ("ground truth", *KINDS)
+CASES = ("ground truth", *KINDS)  # the grid families' cases
+
+
+def cases(family: str) -> tuple[str, ...]:
+    return ("ground truth", *suite.corruption_kinds(family))
 
 
 @dataclass
@@ -46,22 +50,23 @@ def judge(
     indices,
     split: str = "test",
     seed: int = 0,
-    size: tuple[int, int] = DEFAULT_SIZE,
+    size: tuple[int, int] | None = None,
     examples: Path = EXAMPLES,
 ) -> list[Outcome]:
     import ruledsl
     from ruledsl.compiler.video_io import to_tensor
 
+    size = size or suite.default_size(family)
     program = ruledsl.load(examples / f"{family}.rule")
     outcomes = []
     for index in indices:
-        instance = generate(family, index, seed, split)
+        instance = suite.generate(family, index, seed, split)
         compiled = program.compile(params=program_params(instance.to_dict(), size))
         meta = instance.to_dict()
-        for case in CASES:
-            plan = solution_plan(instance) if case == "ground truth" else corrupt(instance, case)
-            frames = render(instance, plan, size)
-            verdict = score_video(frames, meta)
+        for case in cases(family):
+            plan = suite.solution(instance) if case == "ground truth" else suite.corrupt(instance, case)
+            frames = suite.render(instance, plan, size)
+            verdict = suite.score(frames, meta)
             report = compiled(to_tensor(frames)[None])
             outcomes.append(
                 Outcome(
@@ -78,31 +83,39 @@ def judge(
 
 
 def table(outcomes: list[Outcome]) -> str:
-    """Markdown: family x case, agreements / instances (and the disagreeing side, if any)."""
-    families = sorted({o.family for o in outcomes}, key=list(FAMILIES).index)
-    lines = ["| family | " + " | ".join(CASES) + " |", "|---" * (len(CASES) + 1) + "|"]
+    """Markdown: family x case, agreements / instances (and the disagreeing side, if any); one table per
+    set of cases (the grid families share theirs, each shape family has its own)."""
+    families = sorted({o.family for o in outcomes}, key=list(suite.ALL_FAMILIES).index)
+    groups: dict[tuple[str, ...], list[str]] = {}
     for family in families:
-        cells = []
-        for case in CASES:
-            rows = [o for o in outcomes if o.family == family and o.case == case]
-            agree = sum(o.agree for o in rows)
-            cells.append(f"{agree}/{len(rows)}" + ("" if agree == len(rows) else " ⚠"))
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        groups.setdefault(cases(family), []).append(family)
+    out = []
+    for columns, members in groups.items():
+        lines = ["| family | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for family in members:
+            cells = []
+            for case in columns:
+                rows = [o for o in outcomes if o.family == family and o.case == case]
+                agree = sum(o.agree for o in rows)
+                cells.append(f"{agree}/{len(rows)}" + ("" if agree == len(rows) else " ⚠"))
+            lines.append(f"| {family} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--splits", nargs="+", default=["test", "ood"])
+    parser.add_argument("--families", nargs="+", default=list(suite.ALL_FAMILIES), choices=suite.ALL_FAMILIES)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     for split in args.splits:
         start = time.perf_counter()
-        outcomes = [o for family in FAMILIES for o in judge(family, range(args.n), split=split)]
-        print(f"\n### split `{split}`: {args.n} instances per family, 64x64 ({time.perf_counter() - start:.0f} s)\n")
+        outcomes = [o for family in args.families for o in judge(family, range(args.n), split=split)]
+        print(f"\n### split `{split}`: {args.n} instances per family ({time.perf_counter() - start:.0f} s)\n")
         print(table(outcomes))
         for o in outcomes:
             if not o.agree:

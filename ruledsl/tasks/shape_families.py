@@ -284,8 +284,8 @@ def make_cards(rng: random.Random, count: int) -> dict | None:
         statics=[Static(f"slot:{n}", _box(targets[n], sizes[n], SLOT_PAD), CARD_COLORS[colors[n]]) for n in names],
         shapes={n: Shape("rect", colors[n], sizes[n], z[n]) for n in names},
         path=path,
-        prompt="Move each card, one at a time, onto the tinted slot of its colour. Cards keep their stacking "
-        "order: a card passing over another hides it, and a hidden card stays where it is.",
+        prompt="Move each card, one at a time, onto the tinted slot of its colour. A moving card passes over "
+        "the cards it crosses, hiding them; a hidden card stays where it is, and the stacking order never changes.",
         params={
             "slots": {n: list(_box(targets[n], sizes[n], SLOT_PAD)) for n in names},
             "move_order": order,
