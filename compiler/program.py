@@ -27,6 +27,7 @@ from ruledsl.compiler.report import Report, RuleReport
 from ruledsl.compiler.semantics import Exact, Semantics, Smooth, make_semantics
 from ruledsl.compiler.spatial import SpatialEvaluation
 from ruledsl.compiler.temporal import TemporalEvaluation, WindowError
+from ruledsl.compiler.video_io import shrink
 from ruledsl.signatures import BUILTINS
 
 __all__ = ["CompiledProgram", "VideoError", "WindowError", "check_video"]
@@ -198,17 +199,8 @@ class CompiledProgram:
 
 
 def _working_resolution(video: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    """Area-average the frames so the long side is at most `resolution` pixels.
-
-    Every measure is in fractions of the frame, so scores barely depend on the pixel
-    count, while the cost (dominated by the per-pixel CIE Lab conversion) falls with it.
-    """
-    b, t, c, h, w = video.shape
-    if resolution is None or max(h, w) <= resolution:
-        return video
-    factor = math.ceil(max(h, w) / resolution)  # an integer factor: plain average pooling, the cheapest kind
-    small = F.avg_pool2d(video.reshape(b * t, c, h, w), factor, ceil_mode=True)
-    return small.reshape(b, t, c, *small.shape[-2:])
+    """Area-average the frames so the long side is at most `resolution` pixels (`video_io.shrink`)."""
+    return shrink(video, resolution)
 
 
 def _intervals(trace: torch.Tensor, verdict: torch.Tensor) -> list[list[tuple[int, int]]]:

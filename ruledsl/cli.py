@@ -289,11 +289,18 @@ def eval_(
     vlm_dtype: str = typer.Option(None, "--vlm-dtype", help=VLM_DTYPE_HELP),
     ask_frames: int = typer.Option(None, "--ask-frames", min=1, help=ASK_FRAMES_HELP),
     device: str = typer.Option(None, "--device", help="torch device for the VLM (cuda when available, else cpu)."),
+    resolution: str = typer.Option(
+        "256",
+        "--resolution",
+        help="Working resolution: frames are shrunk (by an integer factor, as they are read) until the long side "
+        "is at most N pixels (N >= 8), or `full` to score them at full size.",
+    ),
 ) -> None:
     """Score a video against a rule program: exit 0 if every rule holds, 1 if any fails, 2 on bad input."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    working = _resolution_or_exit(resolution)
     program = _load_or_exit(rule_file, EXIT_USAGE)
     if out is not None and out.exists() and not force:
         _stderr(f"error: {out} exists; pass --force to overwrite it")
@@ -301,13 +308,17 @@ def eval_(
     params = _parse_params(param)
     params = {**_task_params_or_exit(program, task, video, set(params)), **params}
     vqa = _vlm_or_exit(vlm, device, vlm_dtype)
-    compiled = _compile_or_exit(program, temperature=temperature, params=params, vqa=vqa, ask_frames=ask_frames)
+    compiled = _compile_or_exit(
+        program, temperature=temperature, params=params, vqa=vqa, ask_frames=ask_frames, resolution=working
+    )
     from ruledsl.compiler.asks import VQAError
     from ruledsl.compiler.program import VideoError, WindowError
     from ruledsl.compiler.video_io import VideoReadError, read_video
 
     try:
-        frames = read_video(video)
+        # Shrunk frame by frame as it is read (peak memory: the small video), unless `ask` needs the
+        # full-size frames (the VLM's processor resizes them its own way).
+        frames = read_video(video, resolution=None if compiled.has_asks else working)
         report = compiled(frames[None])
     except (VideoReadError, VideoError, WindowError, VQAError) as error:
         _stderr(f"error: {error}")
@@ -347,6 +358,23 @@ def _task_params_or_exit(program, task: Path | None, video: Path, given: set[str
                 f"sets it to {value:.6g}; pass --task {folder} (or --param {name}=...)"
             )
     return {}
+
+
+def _resolution_or_exit(text: str) -> int | None:
+    """`--resolution`: a whole number of pixels >= 8, or `full` (None: no shrinking)."""
+    if text.strip().lower() == "full":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 8:
+        _stderr(
+            f"error: --resolution expects a whole number of pixels of at least 8 (the long side of the working "
+            f"frames) or `full`, got {text!r}"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    return value
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:

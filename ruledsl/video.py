@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,19 +139,26 @@ def read_image(path: str | Path, budget: FrameBudget | None = None) -> np.ndarra
 def read_frames(path: str | Path, budget: FrameBudget | None = None) -> np.ndarray:
     """A video file (mp4, gif, ...) or a folder of frame images (sorted by name) -> uint8 [T, H, W, 3],
     within `budget` (default: FrameBudget.from_env())."""
+    return np.stack(list(iter_frames(path, budget)))
+
+
+def iter_frames(path: str | Path, budget: FrameBudget | None = None) -> Iterator[np.ndarray]:
+    """The frames of `read_frames`, one uint8 [H, W, 3] array at a time, so a caller can shrink each
+    frame before the next is decoded (the whole video is never in memory at full size). The budget
+    is checked as in `read_frames`; every frame has the first one's shape."""
     path = Path(path)
     budget = budget or FrameBudget.from_env()
     if path.is_dir():
-        return _read_folder(path, budget)
+        return _iter_folder(path, budget)
     _require_regular_file(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise VideoReadError(f"{path}: a single image; pass a video, a gif or a folder of frames")
     if path.suffix.lower() == ".gif":
-        return _read_gif(path, budget)
-    return _read_video_file(path, budget)
+        return _iter_gif(path, budget)
+    return _iter_video_file(path, budget)
 
 
-def _read_folder(path: Path, budget: FrameBudget) -> np.ndarray:
+def _iter_folder(path: Path, budget: FrameBudget) -> Iterator[np.ndarray]:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise VideoReadError(f"{path}: folder has no frame images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -163,37 +171,46 @@ def _read_folder(path: Path, budget: FrameBudget) -> np.ndarray:
         width, height = sizes.pop()
         budget.check_frame(str(path), width, height)
         budget.check_video(str(path), len(files), width, height)
-    frames = [read_image(f, budget) for f in files]
-    if len({f.shape for f in frames}) != 1:
-        raise VideoReadError(f"{path}: frames differ in size: {sorted({f.shape for f in frames})}")
-    return np.stack(frames)
+    return _same_shape(path, (read_image(f, budget) for f in files))
 
 
-def _read_video_file(path: Path, budget: FrameBudget) -> np.ndarray:
+def _same_shape(path: Path, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    first = None
+    for frame in frames:
+        if first is None:
+            first = frame.shape
+        elif frame.shape != first:
+            raise VideoReadError(f"{path}: frames differ in size: {sorted({first, frame.shape})}")
+        yield frame
+
+
+def _iter_video_file(path: Path, budget: FrameBudget) -> Iterator[np.ndarray]:
     """Any format imageio decodes (mp4 through ffmpeg, ...): frame by frame, so the budget stops
     an over-long video before it is all in memory."""
     import imageio.v3 as iio
 
-    frames: list[np.ndarray] = []
+    first = None
+    count = 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for frame in iio.imiter(path):
                 frame = np.asarray(frame)
-                if frame.ndim < 2 or (frames and frame.shape != frames[0].shape):
-                    raise VideoReadError(f"{path}: frames of shape {frame.shape} after {frames[0].shape}")
+                if frame.ndim < 2 or (first is not None and frame.shape != first):
+                    raise VideoReadError(f"{path}: frames of shape {frame.shape} after {first}")
                 height, width = frame.shape[:2]
-                if not frames:
+                if first is None:
                     budget.check_frame(str(path), width, height)
-                frames.append(frame)
-                budget.check_video(str(path), len(frames), width, height)
+                    first = frame.shape
+                count += 1
+                budget.check_video(str(path), count, width, height)
+                yield _rgb_uint8(frame[None], str(path))[0]
     except VideoReadError:
         raise
     except Exception as error:
         raise VideoReadError(f"{path}: cannot read as a video ({type(error).__name__}: {error})") from error
-    if not frames:
+    if count == 0:
         raise VideoReadError(f"{path}: the video has no frames")
-    return _rgb_uint8(np.stack(frames), str(path))
 
 
 _FRAME_MS = re.compile(r"(?<![A-Za-z0-9_])frame_ms=([0-9]{1,6})(?![0-9])")
@@ -210,10 +227,10 @@ def _gif_base_ms(comment: object, durations: list[int]) -> int:
     return math.gcd(*durations)
 
 
-def _read_gif(path: Path, budget: FrameBudget) -> np.ndarray:
+def _iter_gif(path: Path, budget: FrameBudget) -> Iterator[np.ndarray]:
     """GIF frames, each repeated duration / base times (see `_gif_base_ms`), within the budget:
-    the screen size is checked before decoding, the stored frames while decoding and the
-    expanded count before expanding."""
+    the screen size is checked before decoding, the stored frames while counting them (a first pass
+    that keeps only durations) and the expanded count before anything is yielded."""
     from PIL import Image, ImageSequence
 
     where = str(path)
@@ -224,11 +241,10 @@ def _read_gif(path: Path, budget: FrameBudget) -> np.ndarray:
                 width, height = image.size
                 budget.check_frame(where, width, height)
                 comment = image.info.get("comment", b"")
-                frames, durations = [], []
+                durations = []
                 for frame in ImageSequence.Iterator(image):
-                    frames.append(np.asarray(frame.convert("RGB")))
                     durations.append(max(0, int(frame.info.get("duration", 0) or 0)))
-                    budget.check_video(where, len(frames), width, height)
+                    budget.check_video(where, len(durations), width, height)
     except VideoReadError:
         raise
     except Exception as error:  # Pillow raises several kinds for broken files
@@ -236,9 +252,24 @@ def _read_gif(path: Path, budget: FrameBudget) -> np.ndarray:
     base = _gif_base_ms(comment, durations)
     repeats = [max(1, round(d / base)) if base > 0 else 1 for d in durations]
     budget.check_video(f"{where} (frame durations expanded)", sum(repeats), width, height)
-    if len({f.shape for f in frames}) != 1:
-        raise VideoReadError(f"{path}: frames differ in size: {sorted({f.shape for f in frames})}")
-    return np.repeat(np.stack(frames), repeats, axis=0)
+    return _same_shape(path, _expand_gif(path, repeats))
+
+
+def _expand_gif(path: Path, repeats: list[int]) -> Iterator[np.ndarray]:
+    from PIL import Image, ImageSequence
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                for frame, repeat in zip(ImageSequence.Iterator(image), repeats):
+                    array = np.asarray(frame.convert("RGB"))
+                    for _ in range(repeat):
+                        yield array
+    except VideoReadError:
+        raise
+    except Exception as error:
+        raise VideoReadError(f"{path}: cannot read as a gif ({type(error).__name__}: {error})") from error
 
 
 def write_frames(path: str | Path, frames: np.ndarray, fps: int = 4) -> Path:

@@ -139,3 +139,55 @@ def test_eval_warns_when_a_task_folder_would_set_a_default_param(maze_task):
 def test_eval_task_that_is_not_a_task_folder_is_a_usage_error(tmp_path, maze_task):
     result = run("eval", MAZE, maze_task / "ground_truth.mp4", "--task", tmp_path)
     assert result.exit_code == 2 and "missing first_frame.png" in result.output
+
+
+def _odd_video(frames=5, height=90, width=61):
+    """Random-ish frames whose sides are not multiples of the pooling factor (edge windows are cut)."""
+    generator = torch.Generator().manual_seed(0)
+    return (torch.rand(frames, 3, height, width, generator=generator) * 255).round() / 255
+
+
+@pytest.mark.parametrize("name", ["clip.gif", "clip_frames", "clip.mp4"])
+@pytest.mark.parametrize("resolution", [8, 20, 32, 256])
+def test_frame_by_frame_reading_matches_shrinking_the_whole_video(tmp_path, name, resolution):
+    from ruledsl.compiler.video_io import shrink
+
+    path = write_video(tmp_path / name, _odd_video())
+    whole = shrink(read_video(path), resolution)  # the previous path: full size as float, then shrunk
+    small = read_video(path, resolution=resolution)
+    assert small.shape == whole.shape and small.dtype == torch.float32
+    assert max(small.shape[-2:]) <= resolution
+    assert torch.allclose(small, whole, atol=1e-5)
+
+
+def test_eval_resolution_sets_the_working_size(tmp_path, monkeypatch):
+    from ruledsl.compiler.program import CompiledProgram
+
+    seen = []
+    original = CompiledProgram.evaluation
+
+    def spy(self, video):
+        spatial, temporal = original(self, video)
+        seen.append(tuple(spatial.video.shape[-2:]))
+        return spatial, temporal
+
+    monkeypatch.setattr(CompiledProgram, "evaluation", spy)
+    path = write_video(tmp_path / "big.gif", torch.nn.functional.interpolate(maze()[0], scale_factor=2.0))
+    sizes = {}
+    for option in ([], ["--resolution", "16"], ["--resolution", "100"], ["--resolution", "full"]):
+        seen.clear()
+        result = run("eval", MAZE, path, *option)
+        assert result.exit_code == 0, result.output  # the verdicts do not depend on the working size
+        sizes[" ".join(option)] = seen[-1]
+    assert sizes[""] == sizes["--resolution full"] == (128, 128)  # under the default 256: not shrunk
+    assert sizes["--resolution 16"] == (16, 16)
+    assert sizes["--resolution 100"] == (64, 64)  # an integer factor (2): the long side at most 100
+
+
+@pytest.mark.parametrize("value", ["abc", "7", "0", "-3", "2.5", ""])
+def test_eval_bad_resolution_exits_2_with_a_message(tmp_path, value):
+    good = write_video(tmp_path / "good.gif", maze()[0])
+    result = run("eval", MAZE, good, "--resolution", value)
+    assert result.exit_code == 2
+    assert "--resolution expects a whole number of pixels of at least 8" in result.stderr
+    assert repr(value) in result.stderr
