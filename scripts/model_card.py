@@ -95,14 +95,39 @@ def breakdown(results: dict) -> list[str]:
 
 
 def training_text(path: Path, log: dict) -> str:
+    prior = log.get("prior")
+    if prior:  # a warm start (`--init`): the earlier stage(s) first, then this one, and the total
+        total = round(float(prior_minutes(log)), 2)
+        return (
+            f"stage 1: {training_text(path, prior)}\n  stage 2, warm-started from stage 1's weights "
+            f"(`--init`, fresh optimizer and schedule): {_training_stage_text(path, log)}\n"
+            f"  Total training time: {total} min."
+        )
+    return _training_stage_text(path, log)
+
+
+def prior_minutes(log: dict) -> float:
+    """Training minutes of this stage and every stage it was warm-started from."""
+    return float(log.get("minutes", 0.0)) + (prior_minutes(log["prior"]) if log.get("prior") else 0.0)
+
+
+def _training_stage_text(path: Path, log: dict) -> str:
     args = log.get("args", {})
     chunks = log.get("chunks", [])
     if args.get("arch") == "v2":
         first = chunks[0]["command_args"] if chunks else args
         command = (
-            f"OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 --codec CODEC --run RUN --out {path} "
-            f"--channels {first.get('channels')} --depth {first.get('depth')} --batch {first.get('batch')} "
-            f"--lr {first.get('lr')} --max-steps {first.get('max_steps')} --minutes {first.get('minutes')}"
+            "OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 "
+            + (f"--init {first.get('init')} " if first.get("init") not in (None, "None") else "--codec CODEC ")
+            + f"--run RUN --out {path} "
+            + (
+                ""
+                if first.get("init") not in (None, "None")
+                else f"--channels {first.get('channels')} --depth {first.get('depth')} "
+            )
+            + f"--batch {first.get('batch')} "
+            f"--lr {first.get('lr')} --warmup {first.get('warmup')} --max-steps {first.get('max_steps')} "
+            f"--minutes {first.get('minutes')}"
             + (
                 "  (then `--resume` with the same arguments"
                 + (", --max-steps changed" if len({c["command_args"].get("max_steps") for c in chunks}) > 1 else "")
