@@ -34,7 +34,6 @@ sizes fractions of its shorter side, so any resolution and frame count works.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -69,24 +68,26 @@ KINDS = {
 
 
 def label(mask: np.ndarray) -> list[np.ndarray]:
-    """The 4-connected blobs of a 2-D bool mask, each as an array of (y, x) pixels."""
-    seen = np.zeros_like(mask)
-    blobs = []
+    """The 4-connected blobs of a 2-D bool mask, each as an array of (y, x) pixels (in order of first pixel).
+
+    Every pixel takes the smallest index among itself and its 4 neighbours in the mask until nothing
+    changes (as many rounds as the longest path inside a blob; blobs here are small shapes)."""
     h, w = mask.shape
-    for y, x in zip(*np.nonzero(mask)):
-        if seen[y, x]:
-            continue
-        seen[y, x] = True
-        queue, pixels = deque([(y, x)]), []
-        while queue:
-            cy, cx = queue.popleft()
-            pixels.append((cy, cx))
-            for ny, nx in ((cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)):
-                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
-                    queue.append((ny, nx))
-        blobs.append(np.array(pixels))
-    return blobs
+    big = h * w
+    labels = np.where(mask, np.arange(big).reshape(h, w), big)
+    while True:
+        padded = np.pad(labels, 1, constant_values=big)
+        low = np.minimum.reduce([labels, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        low = np.where(mask, low, big)
+        if np.array_equal(low, labels):
+            break
+        labels = low
+    ys, xs = np.nonzero(mask)
+    ids = labels[ys, xs]
+    order = np.argsort(ids, kind="stable")
+    ys, xs, ids = ys[order], xs[order], ids[order]
+    cuts = np.nonzero(np.diff(ids))[0] + 1
+    return [np.stack([y, x], 1) for y, x in zip(np.split(ys, cuts), np.split(xs, cuts))] if len(ids) else []
 
 
 class _Judge:
