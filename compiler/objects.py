@@ -22,8 +22,9 @@ import torch.nn.functional as F
 
 from ruledsl.compiler import primitives as P
 
-# Centroid rows closer than this fraction of the longer side read as one row (left to right).
-ROW_TOLERANCE = 0.02
+# Centroids whose rows differ by less than this share of a blob's side (the square root of its area)
+# read as one row, left to right: tiles of a row drawn a pixel apart, or of slightly different sizes.
+ROW_TOLERANCE = 0.5
 
 
 def label(hard: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
@@ -149,13 +150,13 @@ class Tracking:
     frame: int
 
 
-def reading_order(centres: np.ndarray, tolerance: float) -> list[int]:
-    """Indices of points (x, y) in reading order: rows top to bottom (y within `tolerance` is one row),
-    each row left to right."""
+def reading_order(centres: np.ndarray, tolerance: np.ndarray) -> list[int]:
+    """Indices of points (x, y) in reading order: rows top to bottom (a point within its row's first
+    point's `tolerance` of it, in y, joins that row), each row left to right."""
     order = sorted(range(len(centres)), key=lambda i: centres[i][1])
     rows: list[list[int]] = []
     for i in order:
-        if rows and centres[i][1] - centres[rows[-1][0]][1] <= tolerance:
+        if rows and centres[i][1] - centres[rows[-1][0]][1] <= tolerance[rows[-1][0]]:
             rows[-1].append(i)
         else:
             rows.append([i])
@@ -196,7 +197,7 @@ def track(soft: torch.Tensor, frame: int, min_area: float, slots: int) -> Tracki
     for i in range(b):
         first, n = _compact(components[i, frame], min_pixels)
         a, c = _stats(first, n, xs, ys)
-        order = reading_order(c, ROW_TOLERANCE * max(h, w))[:slots]
+        order = reading_order(c, ROW_TOLERANCE * np.sqrt(a))[:slots]
         slot_of = np.zeros(n + 1, dtype=np.int16)
         slot_of[np.array(order, dtype=np.int64) + 1] = np.arange(1, len(order) + 1)
         out[i, frame] = slot_of[first]
@@ -218,16 +219,19 @@ def track(soft: torch.Tensor, frame: int, min_area: float, slots: int) -> Tracki
 def _follow(components, out, area, centre, frame, direction, n, min_pixels, xs, ys) -> None:
     """Assign frame by frame, from `frame` in `direction`, each frame's components to the n tracks.
 
-    A track takes the component it overlaps most (two tracks overlapping one component share it,
-    split by which track's predicted position is nearer, so touching objects keep their identity);
-    tracks left over take the nearest free component (a hidden track is predicted at its last-seen
-    place, a moving one at its last position plus its last velocity); a track with no component is
-    hidden: zero mask, centre kept at its last-seen place.
+    A track that was alone on its blob takes the component it overlaps most; two tracks that take
+    one component share it (merged): each pixel goes to the track with the nearest previous pixel
+    (shifted by the track's velocity when the blob is smaller than the tracks together, i.e. they
+    overlap), so touching objects keep their identities. Tracks left over (hidden, or merged on the
+    frame before) take the nearest free component to their predicted place (a moving track: last
+    position plus velocity; a hidden one: its last-seen place). A track with no component is hidden:
+    zero mask, centre kept at its last-seen place.
     """
     t_count = components.shape[0]
     if n == 0:
         return
     visible = np.ones(n, dtype=bool)
+    was_merged = np.zeros(n, dtype=bool)
     velocity = np.zeros((n, 2))
     position = centre[frame, :n].copy()
     t = frame + direction
@@ -242,28 +246,25 @@ def _follow(components, out, area, centre, frame, direction, n, min_pixels, xs, 
             overlap = np.bincount(previous * (m + 1) + flat, minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
             overlap = overlap[1:, 1:]
             for k in range(n):
-                if visible[k] and overlap[k].max() > 0:
+                if visible[k] and not was_merged[k] and overlap[k].max() > 0:
                     taken.setdefault(int(overlap[k].argmax()), []).append(k)
             _, comp_centres = _stats(labels, m, xs, ys)
             free_tracks = [k for k in range(n) if not any(k in ks for ks in taken.values())]
-            free_comps = [c for c in range(m) if c not in taken]
             pairs = sorted(
-                (float(np.hypot(*(comp_centres[c] - predicted[k]))), k, c) for k in free_tracks for c in free_comps
+                (float(np.hypot(*(comp_centres[c] - predicted[k]))), k, c) for k in free_tracks for c in range(m)
             )
-            used_tracks: set[int] = set()
-            for _, k, c in pairs:
-                if k not in used_tracks and c not in taken:
-                    taken[c] = [k]
-                    used_tracks.add(k)
+            used: set[int] = set()
+            for _, k, c in pairs:  # a free component first; a merged track may rejoin a taken one
+                if k not in used and (c not in taken or was_merged[k]):
+                    taken.setdefault(c, []).append(k)
+                    used.add(k)
         assigned = np.zeros(n, dtype=bool)
         for c, ks in taken.items():
             pixels = np.nonzero(flat == c + 1)[0]
             if len(ks) == 1:
                 result[pixels] = ks[0] + 1
-            else:  # merged: each pixel goes to the track predicted nearest to it
-                where = np.stack([xs[pixels], ys[pixels]], -1)
-                nearest = np.argmin(((where[:, None, :] - predicted[ks][None]) ** 2).sum(-1), 1)
-                result[pixels] = np.array(ks, dtype=np.int16)[nearest] + 1
+            else:
+                result[pixels] = _split(pixels, ks, previous, velocity, xs, ys) + 1
             assigned[ks] = True
         out[t] = result.reshape(out[t].shape)
         a, c_now = _stats(out[t].astype(np.int64), n, xs, ys)
@@ -272,16 +273,36 @@ def _follow(components, out, area, centre, frame, direction, n, min_pixels, xs, 
             if not assigned[k]:
                 visible[k] = False  # hidden: keeps its last-seen place, no velocity
                 velocity[k] = 0.0
-            elif k in merged:
-                position[k] = predicted[k]  # extrapolate through the merge, velocity kept
+            elif a[k] == 0:  # merged, but no pixel of the blob is nearest to it: carry on as predicted
+                position[k] = predicted[k]
                 visible[k] = True
             else:
                 velocity[k] = c_now[k] - position[k] if visible[k] else 0.0
                 position[k] = c_now[k]
                 visible[k] = True
+            was_merged[k] = k in merged
         area[t, :n] = a
-        centre[t, :n] = np.where(assigned[:, None], c_now, position)
+        centre[t, :n] = np.where((a > 0)[:, None], c_now, position)
         t += direction
+
+
+def _split(pixels, tracks, previous, velocity, xs, ys, samples: int = 256) -> np.ndarray:
+    """The track (of `tracks`) each pixel of a merged blob belongs to: the one with the nearest pixel on
+    the frame before, moved by its velocity when the blob is smaller than the tracks were together."""
+    where = np.stack([xs[pixels], ys[pixels]], -1)
+    before = [np.nonzero(previous == k + 1)[0] for k in tracks]
+    overlapping = len(pixels) < 0.9 * sum(len(b) for b in before)
+    best = np.full(len(pixels), np.inf)
+    choice = np.zeros(len(pixels), dtype=np.int64)
+    for j, (k, own) in enumerate(zip(tracks, before)):
+        if len(own) == 0:
+            continue
+        own = own[:: max(1, len(own) // samples)]  # a subsample of its outline and inside is enough
+        points = np.stack([xs[own], ys[own]], -1) + (velocity[k] if overlapping else 0.0)
+        distance = ((where[:, None, :] - points[None]) ** 2).sum(-1).min(1)
+        closer = distance < best
+        best[closer], choice[closer] = distance[closer], j
+    return np.array(tracks, dtype=np.int16)[choice]
 
 
 def slot_mask(soft: torch.Tensor, tracking: Tracking, index: torch.Tensor) -> torch.Tensor:
@@ -431,9 +452,11 @@ def bbox(mask: torch.Tensor, pad: float) -> torch.Tensor:
 # ---- occlusion ------------------------------------------------------------------------------
 
 
-def visible_or_covered(ev, mask: torch.Tensor, cover: torch.Tensor, frac: float, tol: float) -> torch.Tensor:
-    """[B, T] margin: present (area at least half the first frame's), or hidden with `cover` over at least
-    `frac` of its last-seen mask; at a frame where it reappears, also within `tol` of its last-seen centroid."""
+def visible_or_covered(ev, mask: torch.Tensor, cover_field: torch.Tensor, tol: float) -> torch.Tensor:
+    """[B, T] margin: present (area at least half the first frame's), or hidden with the cover (its
+    distance field) within the object's side of its last-seen mask; at a frame where it reappears, also
+    within `tol` of its last-seen centroid. The last-seen mask is what was visible, so the cover abuts it
+    rather than overlapping it."""
     b, t, h, w = mask.shape
     area = P.area(mask)
     a0 = area[:, :1].detach()
@@ -446,7 +469,9 @@ def visible_or_covered(ev, mask: torch.Tensor, cover: torch.Tensor, frac: float,
         seen = mask.detach()[torch.arange(b, device=mask.device)[:, None], last.clamp(min=0)]
         seen = seen * (last >= 0)[..., None, None].to(mask.dtype)
         seen_centre = P.centroid(seen)
-    covered = P.overlap_fraction(seen, cover.expand(b, t, h, w)) - frac
+    side = (a0 * (h * w)).sqrt() / max(h, w)  # the object's side at the first frame, L-units
+    gap = P.min_distance(seen, cover_field.expand(b, t, h, w))
+    covered = P.clamp_margin((side - gap) / (side + P.EPS))
     margin = torch.maximum(presence, torch.where(last >= 0, covered, presence))
     # Reappearing: present now, hidden on the frame before; compare with where it was last seen then.
     back = shown[:, 1:] & ~shown[:, :-1] & (last[:, :-1] >= 0)

@@ -812,15 +812,15 @@ def _frame(ev):
     (
         _obj("o", "the object (a collection member, usually)"),
         _reg("by", "the region that may cover it"),
-        _num("frac", "share of its last-seen place `by` must cover while it is hidden", 0.5, 0.0, 1.0),
         _num("tol", "how far from its last-seen place it may reappear, fraction of the longer side", 0.05, 0.0, 1.0),
     ),
-    "The object is present (area at least half its first-frame area), or hidden while `by` covers its "
-    "last-seen place; and when it reappears, it is within `tol` of where it was last seen.",
+    "The object is present (area at least half its first-frame area), or hidden while `by` reaches its "
+    "last-seen place (within the object's own size: it went under `by`); and when it reappears, it is "
+    "within `tol` of where it was last seen.",
     "forall c in cards: always visible_or_covered(c, by=cards_region)",
 )
-def _visible_or_covered(ev, o, by, frac, tol):
-    return O.visible_or_covered(ev, ev.mask(o), ev.mask(by), frac, tol)
+def _visible_or_covered(ev, o, by, tol):
+    return O.visible_or_covered(ev, ev.mask(o), ev.field(by), tol)
 
 
 # Named colours (sRGB). Users can shadow them (with a warning) by declaring an entity of that name.
