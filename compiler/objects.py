@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ruledsl.compiler import primitives as P
 
@@ -127,7 +126,9 @@ def drop_small(mask: torch.Tensor, min_area: float) -> torch.Tensor:
     with torch.no_grad():
         b, t, h, w = mask.shape
         labels = label(mask > 0.5).reshape(b * t, h * w)
-        sizes = torch.zeros(b * t, h * w + 1, device=mask.device).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
+        sizes = torch.zeros(b * t, h * w + 1, device=mask.device).scatter_add_(
+            1, labels, torch.ones_like(labels, dtype=torch.float32)
+        )
         sizes[:, 0] = 0
         big = torch.gather(sizes, 1, labels) >= min_area * h * w
         keep = P.grow(big.reshape(b, t, h, w).to(mask.dtype), 1)

@@ -735,7 +735,7 @@ def _nearest(ev, c, p):
     (_obj("o", "the object"),),
     "The object exists: a collection slot or rank choice that found a blob at the collection's frame "
     "(+1, else -1; constant in time). Any other object: always true. Quantifiers over collections use it.",
-    "at start filled(nth(tiles, 9, by=\"x\"))",
+    'at start filled(nth(tiles, 9, by="x"))',
     differentiable=False,
 )
 def _filled(ev, o):

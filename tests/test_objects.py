@@ -7,10 +7,10 @@ import torch
 
 from ruledsl import loads
 from ruledsl.checker import check
-from ruledsl.source import Source
 from ruledsl.compiler import ir
 from ruledsl.compiler import objects as O
 from ruledsl.compiler import primitives as P
+from ruledsl.source import Source
 
 GREEN, RED, WHITE = (0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
@@ -95,7 +95,7 @@ def test_components_reading_order_and_min_area():
     assert O.track(soft, 0, 0.01, 4).filled[0].tolist() == [True, True, False, False]
     source = (
         "objects tiles = components(color(#00ff00), min_area=0.001, max=4) at start\n"
-        "goal g: at end x(nth(tiles, 1, by=\"x\")) >= 0.1\n"
+        'goal g: at end x(nth(tiles, 1, by="x")) >= 0.1\n'
     )
     # the moving tile ends at x = (2 + 5 + 2) / 48 = 0.1875, the leftmost member at the start frame
     assert abs(robustness(source, video)["g"].item() - (9 / 48 - 0.1)) < 1e-3
@@ -137,7 +137,7 @@ def test_tracking_keeps_identities_through_a_crossing():
     assert (x[1:, 0] >= x[:-1, 0] - 1e-6).all() and (x[1:, 1] <= x[:-1, 1] + 1e-6).all()
     source = (
         "objects sq = components(color(#00ff00), max=2) at start\n"
-        "goal g: at end x(nth(sq, 1, by=\"x\")) >= 0.6\n"
+        'goal g: at end x(nth(sq, 1, by="x")) >= 0.6\n'
         "process p: forall s in sq: always speed(s) <= 0.15\n"
     )
     values = robustness(source, video)
@@ -202,15 +202,19 @@ def test_ranks_and_regions_from_objects():
         "goal e: at end inside(small, around(small, 0.1)) and avoids(small, around(big, 0.1))\n"
         "goal f: at end inside(big, bbox(big)) and avoids(small, bbox(big, pad=0.1))\n"
         "goal n: at end distance(nearest(cs, point(0.9, 0.9)), small) <= 0.01\n"
-        "goal k: at start not filled(nth(cs, 3, by=\"area\")) and filled(nth(cs, 2, by=\"area\"))\n",
+        'goal k: at start not filled(nth(cs, 3, by="area")) and filled(nth(cs, 2, by="area"))\n',
         video,
     )
     assert all(v.item() > 0 for v in values.values()), values
     # exact values: x of the big square's centroid is 9 / 40; around() is a disc of radius r
     x_big = robustness(head + "goal a: at end x(big) <= 1\n", video)["a"].item()
     assert abs(x_big - (1 - 9 / 40)) < 1e-4
-    disc = O.around(type("E", (), {"h": 40, "w": 40, "scale": 40.0, "video": video})(), torch.ones(1, 1, 40, 40),
-                    torch.tensor([[[0.5, 0.5]]]), 0.2)
+    disc = O.around(
+        type("E", (), {"h": 40, "w": 40, "scale": 40.0, "video": video})(),
+        torch.ones(1, 1, 40, 40),
+        torch.tensor([[[0.5, 0.5]]]),
+        0.2,
+    )
     grid = (np.mgrid[0:40, 0:40] + 0.5) / 40
     inside = np.hypot(grid[1] - 0.5, grid[0] - 0.5) < 0.2 - 1 / 40
     outside = np.hypot(grid[1] - 0.5, grid[0] - 0.5) > 0.2 + 1 / 40
@@ -251,7 +255,9 @@ def test_frame_needs_a_time_and_a_declaration():
     ):
         checked = check(Source(text))
         assert code in {d.code for d in checked.errors}, (text, checked.errors)
-    bad = check(Source('objects xs = components(color(red))\nobject o = nth(xs, 1, by="z")\ngoal g: at end persists(o)\n'))
+    bad = check(
+        Source('objects xs = components(color(red))\nobject o = nth(xs, 1, by="z")\ngoal g: at end persists(o)\n')
+    )
     assert "'x', 'y', 'area'" in bad.errors[0].message
 
 
@@ -285,7 +291,7 @@ def test_compact_support_makes_a_light_disc_on_white_single():
     d = (P.to_lab(rgb)[0, 0, :, 0] - grey[:, None]).norm(dim=0)
     m = P.color_mask(P.to_lab(rgb), (119, 119, 119), 10.0)[0, 0, 0]
     assert (m[d > 15.01] == 0).all()
-    assert torch.allclose(m[d < 9.99], torch.exp(-d[d < 9.99] ** 2 / 200), atol=1e-5)
+    assert torch.allclose(m[d < 9.99], torch.exp(-(d[d < 9.99] ** 2) / 200), atol=1e-5)
 
 
 def test_smooth_tends_to_exact_on_slots():
@@ -302,10 +308,7 @@ def test_gradient_reaches_only_the_tracked_objects_pixels():
         square(video, t, 4, 4 + t, 5)
         square(video, t, 20, 20, 5)
     video.requires_grad_(True)
-    source = (
-        "objects sq = components(color(#00ff00), max=2) at start\n"
-        "goal g: at end x(nth(sq, 1, by=\"x\")) >= 0.5\n"
-    )
+    source = 'objects sq = components(color(#00ff00), max=2) at start\ngoal g: at end x(nth(sq, 1, by="x")) >= 0.5\n'
     value = loads(source).compile(surrogate=None).robustness(video, "smooth")["g"]
     value.sum().backward()
     grad = video.grad[0, -1].abs().sum(0)
