@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ruledsl.compiler import primitives as P
 
@@ -142,13 +143,15 @@ def drop_small(mask: torch.Tensor, min_area: float) -> torch.Tensor:
 class Tracking:
     """What tracking found. labels [B, T, H, W] int16: slot index + 1, 0 where no slot; filled [B, S]:
     the slot held a component at the collection's frame; area [B, T, S] (pixels), centre [B, T, S, 2]
-    (pixel x, y; the last-seen place while hidden); frame: the collection's frame."""
+    (pixel x, y; the last-seen place while hidden); frame: the collection's frame; grown: labels grown
+    one pixel into unlabelled pixels (a pixel next to two slots goes to the higher one)."""
 
     labels: torch.Tensor
     filled: torch.Tensor
     area: torch.Tensor
     centre: torch.Tensor
     frame: int
+    grown: torch.Tensor
 
 
 def reading_order(centres: np.ndarray, tolerance: np.ndarray) -> list[int]:
@@ -208,12 +211,16 @@ def track(soft: torch.Tensor, frame: int, min_area: float, slots: int) -> Tracki
         for direction in (1, -1):
             _follow(components[i], out[i], area[i], centre[i], frame, direction, len(order), min_pixels, xs, ys)
     to = soft.device
+    labels = torch.from_numpy(out).to(to)
+    around = F.max_pool2d(labels.reshape(b * t, 1, h, w).float(), 3, stride=1, padding=1).reshape(labels.shape)
+    grown = torch.where(labels > 0, labels, around.to(labels.dtype))
     return Tracking(
-        torch.from_numpy(out).to(to),
+        labels,
         torch.from_numpy(filled).to(to),
         torch.from_numpy(area).to(to, soft.dtype),
         torch.from_numpy(centre).to(to, soft.dtype),
         frame,
+        grown,
     )
 
 
@@ -309,10 +316,9 @@ def _split(pixels, tracks, previous, velocity, xs, ys, samples: int = 256) -> np
 def slot_mask(soft: torch.Tensor, tracking: Tracking, index: torch.Tensor) -> torch.Tensor:
     """The soft mask on the component tracked as slot `index` ([B] long, -1: none), grown one pixel into
     pixels no other slot holds. [B, T, H, W]."""
-    labels = tracking.labels.long()
-    own = (labels == (index + 1).view(-1, 1, 1, 1)) & (index >= 0).view(-1, 1, 1, 1)
-    grown = P.grow(own.to(soft.dtype), 1) * ((labels == 0) | own).to(soft.dtype)
-    return soft.expand(labels.shape) * grown
+    wanted = (index + 1).to(tracking.grown.dtype).view(-1, 1, 1, 1)
+    own = (tracking.grown == wanted) & (index >= 0).view(-1, 1, 1, 1)
+    return soft.expand(own.shape) * own.to(soft.dtype)
 
 
 # ---- members chosen by rank, and whether a member exists ------------------------------------------
