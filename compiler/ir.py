@@ -750,10 +750,20 @@ def term_text(term: Term) -> str:
         case Members(items=items):
             return f"[{', '.join(term_text(i) for i in items)}]"
         case Call(name=name, args=args, params=params):
-            return f"{name}({', '.join([term_text(a) for a in args] + [f'{k}={v:g}' for k, v in params])})"
+            shown = [(k, v) for k, v in params if not _quiet(name, k, v)]
+            return f"{name}({', '.join([term_text(a) for a in args] + [f'{k}={v:g}' for k, v in shown])})"
         case RegionOp(op=name, args=args) | Arith(op=name, args=args):
             return f"{name}({', '.join(term_text(a) for a in args)})"
     return repr(term)
+
+
+# Options of `color` that print only when set, so a program that does not use them reads as before.
+_QUIET = {("color", "hard"), ("color", "min_area")}
+
+
+def _quiet(name: str, param: str, value: float) -> bool:
+    default = next(p.default for p in BUILTINS[name].params if p.name == param)
+    return (name, param) in _QUIET and value == default
 
 
 def _time_text(time: tuple[str, float]) -> str:
