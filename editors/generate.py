@@ -19,9 +19,27 @@ TEXTMATE = HERE / "vscode" / "syntaxes" / "ruledsl.tmLanguage.json"
 VIM = HERE / "nvim" / "syntax" / "ruledsl.vim"
 
 # Every grammar keyword, by how it is shown. tests/test_lsp.py checks these cover the grammar exactly.
-DECLARATIONS = ("task", "param", "object", "region", "image", "objects")  # only at the start of a line
+DECLARATIONS = ("task", "param", "object", "region", "image", "objects", "def")  # only at the start of a line
 ROLES = ("goal", "process")  # only as `goal NAME:` at the start of a line (elsewhere `goal` is a name)
-CONTROL = ("always", "eventually", "next", "at", "during", "forall", "exists", "in", "until", "weight", "ask")
+CONTROL = (
+    "always",
+    "eventually",
+    "next",
+    "at",
+    "during",
+    "forall",
+    "exists",
+    "in",
+    "until",
+    "weight",
+    "ask",
+    "least",
+    "most",
+    "exactly",
+    "of",
+    "times",
+    "where",
+)
 LOGICAL = ("and", "or", "not", "implies")
 CONSTANTS = ("start", "end", "true", "false")
 

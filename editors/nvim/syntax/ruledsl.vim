@@ -8,11 +8,11 @@ syn match ruledslComment "#.*$" contains=@Spell
 syn match ruledslColor "#\x\{6}\>"
 syn region ruledslString start=+"+ skip=+\\.+ end=+"+ oneline
 syn match ruledslNumber "\<\d\+\(\.\d\+\)\=\>\|\.\d\+\>"
-syn match ruledslDeclaration "^\s*\zs\(image\|object\|objects\|param\|region\|task\)\>"
+syn match ruledslDeclaration "^\s*\zs\(def\|image\|object\|objects\|param\|region\|task\)\>"
 syn match ruledslRuleHead "^\s*\(goal\|process\)\s\+\h\w*\s*:" contains=ruledslRole,ruledslRuleName
 syn match ruledslRole "\<\(goal\|process\)\>" contained
 syn match ruledslRuleName "\h\w*\ze\s*:" contained
-syn keyword ruledslKeyword always ask at during eventually exists forall in next until weight
+syn keyword ruledslKeyword always ask at during eventually exactly exists forall in least most next of times until weight where
 syn keyword ruledslOperator and implies not or
 syn keyword ruledslConstant end false start true
 syn match ruledslBuiltin "\<\(above\|abs\|area\|around\|avoids\|axis_aligned\|bbox\|below\|box\|centroid\|color\|components\|count\|distance\|file\|filled\|frame\|grid_step\|grow\|inside\|keeps_area\|keeps_color\|largest\|left_of\|matches\|nearest\|nth\|overlap\|persists\|point\|right_of\|shrink\|single\|smallest\|speed\|touches\|unchanged\|visible_or_covered\|x\|y\)\ze\s*("
