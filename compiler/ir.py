@@ -667,7 +667,8 @@ class _Lowering:
             info = self.checked.defs[function]
             return self.term(info.decl.body, {info.params[0][0]: member})
         builtin = BUILTINS[function]
-        numbers = tuple(sorted((p.name, p.default) for p in builtin.params[1:]))
+        # The checker allows only measures whose other parameters all have defaults.
+        numbers = tuple(sorted((p.name, p.default) for p in builtin.params[1:] if p.default is not None))
         return self.make(Call(function, (member,), numbers, None))
 
     def collection_form(self, node: ast.Call, scope: dict) -> Formula:
@@ -684,7 +685,8 @@ class _Lowering:
             along_node = given["along"]
             assert isinstance(along_node, ast.Name)
             along = [self.apply(along_node.id, m) for m in members]
-            descending = isinstance(given.get("descending"), ast.Bool) and given["descending"].value  # type: ignore[union-attr]
+            flag = given.get("descending")
+            descending = isinstance(flag, ast.Bool) and flag.value
             for i, j in itertools.combinations(range(len(members)), 2):
                 # i before j along  =>  by ordered the same way; j before i  =>  the other way.
                 low, high = (values[j], values[i]) if descending else (values[i], values[j])
