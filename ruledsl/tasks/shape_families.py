@@ -207,7 +207,7 @@ def make_sort_size(rng: random.Random, count: int, smallest: tuple[float, float]
 
 CARD_COLORS = {"red": "tint_red", "blue": "tint_blue", "green": "tint_green", "purple": "tint_purple"}
 SLOT_PAD = 0.015
-COVER_SPEED, CARD_SPEED = 0.035, 0.06
+COVER_SPEED, CARD_SPEED = 0.045, 0.05
 
 
 def _box(centre: Point, size: tuple[float, float], pad: float = 0.0) -> tuple[float, float, float, float]:
