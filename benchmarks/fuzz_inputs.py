@@ -163,8 +163,13 @@ def _object(draw: Draw, scope: _Scope) -> str:
 
 def _argument(draw: Draw, types: tuple[Type, ...], param, scope: _Scope, depth: int) -> str:
     kind = pick(draw, list(types))
+    if param.flag:
+        return pick(draw, ["true", "false"])
     if kind is Type.NUMBER:
-        return _number(draw, param.low, param.high)
+        low = param.low
+        if param.open_low and low is not None:  # `low` itself is refused (grid_step's cell)
+            low += 0.01
+        return _number(draw, low, param.high)
     if kind is Type.OBJECT:
         return _object(draw, scope)
     if kind is Type.REGION:

@@ -125,6 +125,31 @@ class Arith(Term):
     args: tuple[Term, ...]
 
 
+@dataclass(frozen=True)
+class Components(Term):
+    """`components(selector, min_area, max)` taken at `time`: the source of a collection's slots."""
+
+    selector: Term
+    time: tuple[str, float]
+    min_area: float
+    slots: int
+
+
+@dataclass(frozen=True)
+class Slot(Term):
+    """Member `index` of a components collection: the blob tracked from that slot (an object)."""
+
+    collection: Components
+    index: int
+
+
+@dataclass(frozen=True)
+class Members(Term):
+    """A collection as an argument (`largest(tiles)`): its members in order."""
+
+    items: tuple[Term, ...]
+
+
 def arguments(call: Call | Atom) -> dict[str, Any]:
     """A built-in call's arguments by parameter name: terms for its term parameters, floats for constants."""
     names = (p.name for p in BUILTINS[call.name].term_params())
@@ -135,6 +160,12 @@ def term_type(term: Term) -> Type:
     """What a term's value is: a mask, a number, a point, an image, or a raw colour/string argument."""
     if isinstance(term, Call):
         return BUILTINS[term.name].returns
+    if isinstance(term, Slot):
+        return Type.OBJECT
+    if isinstance(term, (Members, Components)):
+        return Type.COLLECTION
+    if isinstance(term, Snapshot) and term_type(term.region) is Type.IMAGE:
+        return Type.IMAGE  # `image first = frame() at start`
     if isinstance(term, (RegionOp, Snapshot)):
         return Type.REGION
     if isinstance(term, ColorRef):
@@ -302,9 +333,23 @@ def member_guard(member: Any) -> Formula | None:
     A collection declared from `components(...)` has a fixed number of slots, and a video may fill
     fewer; quantifiers and counting lower `forall x in C: phi` to `guard(x) implies phi` and
     `exists` / counting to `guard(x) and phi` for each member (members of a literal list `[a, b]`
-    have no guard). The slot evaluation (compiler/spatial.py) gives the guard's margin.
+    have no guard). The guard is the atom `filled(slot)`: margin +1 when the slot found a blob at
+    the collection's frame, -1 otherwise (constant in time, no gradient; compiler/objects.py).
     """
+    if isinstance(member, Slot):
+        return Atom("filled", (member,), ())
     return None
+
+
+def guarded(member: Any, body: Formula, conjunction: bool) -> Formula:
+    """One member's part of a quantifier: `guard implies body` in a conjunction, `guard and body` in a
+    disjunction (negation normal form: `not guard` is the guard atom negated)."""
+    guard = member_guard(member)
+    if guard is None:
+        return body
+    if conjunction:
+        return Or(_flatten(Or, (negate(guard), body)))
+    return And(_flatten(And, (guard, body)))
 
 
 def children(node: Term | Formula) -> list[Term | Formula]:
@@ -402,6 +447,9 @@ class _Lowering:
                 self.defs[statement.name] = value
             elif isinstance(statement, ast.CollectionDecl):
                 self.defs[statement.name] = tuple(self.term(m, {}) for m in statement.members)
+            elif isinstance(statement, ast.ComponentsDecl):
+                members = self.term(statement.value, {}, statement.snapshot)
+                self.defs[statement.name] = members.items
             elif isinstance(statement, ast.RuleDecl):
                 weight = self.number(statement.weight) if statement.weight is not None else 1.0
                 rules.append(
@@ -472,21 +520,24 @@ class _Lowering:
                 return list(self.bound(node)[0].values())
         return []
 
-    def term(self, root: ast.Node, scope: dict) -> Any:
-        """Lower an expression that is not a formula (a region, number, point, image, colour or string)."""
+    def term(self, root: ast.Node, scope: dict, snapshot: ast.Time | None = None) -> Any:
+        """Lower an expression that is not a formula (a region, number, point, image, colour or string).
+
+        `snapshot`: the frame of a `components(...)` call at the root (an `objects` declaration's `at`)."""
         cache: dict = {}
 
         def value(node: ast.Node):
             return cache[ByIdentity(node)]
 
         def compute(key: ByIdentity):
-            return self.make(self.term_node(key.node, scope, value))
+            when = snapshot if key.node is root else None
+            return self.make(self.term_node(key.node, scope, value, when))
 
         return evaluate(
             ByIdentity(root), cache, lambda key: [ByIdentity(n) for n in self.term_inputs(key.node)], compute
         )
 
-    def term_node(self, node: ast.Node, scope: dict, value) -> Any:
+    def term_node(self, node: ast.Node, scope: dict, value, snapshot: ast.Time | None = None) -> Any:
         constant = self.checked.constant(node)
         if isinstance(constant, float):
             return Const(constant)
@@ -497,7 +548,8 @@ class _Lowering:
                 if name in self.checked.constants:  # a colour param (numbers were folded above)
                     return ColorRef(self.checked.constants[name])  # type: ignore[arg-type]
                 if name in self.defs:
-                    return self.defs[name]
+                    found = self.defs[name]
+                    return Members(found) if isinstance(found, tuple) else found  # a collection as an argument
                 if name in NAMED_COLORS:
                     return ColorRef(NAMED_COLORS[name])
             case ast.Color(text=text):
@@ -522,6 +574,12 @@ class _Lowering:
                         term = self.make(RegionOp("complement", (term,)))
                     args.append(term)
                 return (Arith if group == "number" else RegionOp)(op, tuple(args))
+            case ast.Call(func="components"):
+                terms, numbers = self.bound(node)
+                time = self.time(snapshot) if snapshot is not None else ("start", 0.0)
+                options = dict(numbers)
+                source = self.make(Components(value(terms["sel"]), time, options["min_area"], int(options["max"])))
+                return Members(tuple(self.make(Slot(source, i)) for i in range(source.slots)))
             case ast.Call():
                 terms, numbers = self.bound(node)
                 return Call(node.func, tuple(value(t) for t in terms.values()), numbers, node.span)
@@ -536,7 +594,9 @@ class _Lowering:
         numbers: list[tuple[str, Any]] = []
         for param in builtin.params:
             arg = given.get(param.name)
-            if builtin.is_constant(param):
+            if param.flag:
+                numbers.append((param.name, float(arg.value) if isinstance(arg, ast.Bool) else param.default))
+            elif builtin.is_constant(param):
                 numbers.append((param.name, self.number(arg) if arg is not None else param.default))
             else:
                 terms[param.name] = arg
@@ -596,7 +656,10 @@ class _Lowering:
                 return During(self.time(window.low), self.time(window.high), values[0], window.span)
             case ast.Quantified(quantifier=quantifier, var=var, collection=collection, body=body):
                 conjunction = (quantifier == "forall") != neg
-                parts = tuple(self.formula(body, {**scope, var: member}, neg) for member in self.defs[collection])
+                parts = tuple(
+                    guarded(member, self.formula(body, {**scope, var: member}, neg), conjunction)
+                    for member in self.defs[collection]
+                )
                 if not parts:  # forall over nothing holds, exists over nothing fails
                     return Truth(conjunction)
                 kind = And if conjunction else Or
@@ -680,11 +743,27 @@ def term_text(term: Term) -> str:
             return repr(value)
         case Snapshot(region=region, time=time):
             return f"snapshot({term_text(region)}, {_time_text(time)})"
+        case Components(selector=selector, time=time, min_area=min_area, slots=slots):
+            return f"components({term_text(selector)}, min_area={min_area:g}, max={slots}, {_time_text(time)})"
+        case Slot(collection=collection, index=index):
+            return f"{term_text(collection)}[{index}]"
+        case Members(items=items):
+            return f"[{', '.join(term_text(i) for i in items)}]"
         case Call(name=name, args=args, params=params):
-            return f"{name}({', '.join([term_text(a) for a in args] + [f'{k}={v:g}' for k, v in params])})"
+            shown = [(k, v) for k, v in params if not _quiet(name, k, v)]
+            return f"{name}({', '.join([term_text(a) for a in args] + [f'{k}={v:g}' for k, v in shown])})"
         case RegionOp(op=name, args=args) | Arith(op=name, args=args):
             return f"{name}({', '.join(term_text(a) for a in args)})"
     return repr(term)
+
+
+# Options of `color` that print only when set, so a program that does not use them reads as before.
+_QUIET = {("color", "hard"), ("color", "min_area")}
+
+
+def _quiet(name: str, param: str, value: float) -> bool:
+    default = next(p.default for p in BUILTINS[name].params if p.name == param)
+    return (name, param) in _QUIET and value == default
 
 
 def _time_text(time: tuple[str, float]) -> str:

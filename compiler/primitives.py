@@ -39,7 +39,8 @@ def lab_of(rgb: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
 def color_mask(
     lab: torch.Tensor, rgb: tuple[int, int, int], tol: float, surrogate: float | None = None
 ) -> torch.Tensor:
-    """Soft membership exp(-ΔE² / 2·tol²) (CIE76 ΔE): 1 at the colour, 0.61 at ΔE = tol.
+    """Soft membership exp(-ΔE² / 2·tol²) (CIE76 ΔE): 1 at the colour, 0.61 at ΔE = tol, tapered to
+    exactly 0 at ΔE = SUPPORT·tol (compact support: a large background a few tol away adds no mass).
 
     A Gaussian's gradient vanishes for pixels far from the colour (a white pixel is
     ΔE ≈ 100 from red: exp(-35)), so an optimizer could never turn a pixel red. With
@@ -48,11 +49,28 @@ def color_mask(
     pixel towards the colour. `surrogate=None` gives the true gradient.
     """
     delta2 = (lab - lab_of(rgb, lab)).pow(2).sum(2)
-    mask = torch.exp(-delta2 / (2.0 * tol * tol))
+    mask = torch.exp(-delta2 / (2.0 * tol * tol)) * _taper(delta2, tol)
     if surrogate is None or not lab.requires_grad:
         return mask
     wide = torch.exp(-delta2 / (2.0 * (surrogate * tol) ** 2))
     return mask.detach() + (wide - wide.detach())
+
+
+# Membership is exactly 0 beyond this multiple of tol. A Gaussian's tail never ends: over a large
+# background a few ΔE tolerances away (white around a light-cyan disc: ΔE ≈ 2 tol) its small values
+# add up to more mass than the object itself, and centroids, spreads and overlaps follow that mass.
+SUPPORT = 1.5
+
+
+def _taper(delta2: torch.Tensor, tol: float) -> torch.Tensor:
+    """1 up to ΔE = tol, then (1 - s²)² down to 0 at SUPPORT·tol (s goes 0 → 1): smooth at both ends."""
+    s = ((delta2 + EPS).sqrt() / tol - 1.0) / (SUPPORT - 1.0)
+    return (1.0 - s.clamp(0.0, 1.0).pow(2)).pow(2)
+
+
+def straight_through(value: torch.Tensor, gradient_of: torch.Tensor) -> torch.Tensor:
+    """`value` forward, the gradient of `gradient_of` backward (a hard threshold that still learns)."""
+    return value.detach() + (gradient_of - gradient_of.detach())
 
 
 # ---- geometry -------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from ruledsl.signatures import BUILTINS, LOCATABLE, Type
 
 # Cache keys: (what, node). "value": a term's own value (mask, number, point track, image);
 # "centroid": a region's centroid track; "field": a region's distance field; "live": a region
-# with its snapshots re-evaluated per frame; "atom": the margin of a positive atom.
+# with its snapshots re-evaluated per frame; "atom": the margin of a positive atom; "tracking": a
+# components collection's tracked slots (compiler/objects.py), once per collection and call.
 Key = tuple[str, Any]
 
 
@@ -80,6 +81,10 @@ class SpatialEvaluation:
         """The region's mask with its snapshots re-evaluated on every frame (what `unchanged` compares)."""
         return self.mask(self._get(("live", term)))
 
+    def tracking(self, collection: ir.Components):
+        """The tracked slots of a components collection (objects.Tracking), computed once per call."""
+        return self._get(("tracking", collection))
+
     def atom(self, formula: ir.Formula) -> torch.Tensor:
         """[B, T] margin of a positive atom at every frame (> 0 where it holds)."""
         return self._get(("atom", formula))
@@ -98,7 +103,7 @@ class SpatialEvaluation:
         for param, arg in zip(BUILTINS[name].term_params(), args):
             if param.types == LOCATABLE:
                 keys.append(self._point_key(arg))
-            elif param.types not in ((Type.COLOR,), (Type.STRING,)):
+            elif param.types not in ((Type.COLOR,), (Type.STRING,), (Type.COLLECTION,)):
                 keys.append(("value", arg))
         return keys
 
@@ -108,7 +113,11 @@ class SpatialEvaluation:
             return [("value", node)]
         if what == "live":
             return [("live", a) for a in ir.children(node) if isinstance(a, ir.Term)]
+        if what == "tracking":
+            return [("value", node.selector)]
         match node:
+            case ir.Slot(collection=collection):
+                return [("value", collection.selector), ("tracking", collection)]
             case ir.RegionOp(args=args) | ir.Arith(args=args):
                 return [("value", a) for a in args]
             case ir.Call(name=name, args=args) | ir.Atom(name=name, args=args):
@@ -127,7 +136,18 @@ class SpatialEvaluation:
             return self._live(node)
         if what == "atom":
             return self._atom(node)
+        if what == "tracking":
+            return self._track(node)
         return self._value(node)
+
+    def _track(self, collection: ir.Components):
+        from ruledsl.compiler import objects
+        from ruledsl.compiler.temporal import frame_index
+
+        k = frame_index(collection.time, 0, self.t - 1, f"{self.source_name}: a components collection")
+        soft = self.cache[("value", collection.selector)]
+        soft = soft.expand(self.b, self.t, self.h, self.w)
+        return objects.track(soft, k, collection.min_area, collection.slots)
 
     def _value(self, term: ir.Term):
         match term:
@@ -135,8 +155,19 @@ class SpatialEvaluation:
                 return self.video.new_full((self.b, 1), value)
             case ir.Call(name=name):
                 return _apply(self, term, name)
+            case ir.Snapshot(region=region, time=time) if ir.term_type(region) is Type.IMAGE:
+                from ruledsl.compiler.temporal import frame_index
+
+                k = frame_index(time, 0, self.t - 1, f"{self.source_name}: an image snapshot")
+                return self.video[:, k].detach()  # [B, 3, H, W]: each candidate's own frame
             case ir.Snapshot(region=region, time=time):
                 return self._snapshot(region, time)
+            case ir.Slot(collection=collection, index=index):
+                from ruledsl.compiler import objects
+
+                soft = self.cache[("value", collection.selector)]
+                chosen = torch.full((self.b,), index, dtype=torch.long, device=self.video.device)
+                return objects.slot_mask(soft, self.cache[("tracking", collection)], chosen)
             case ir.RegionOp(op="complement", args=(a,)):
                 return 1.0 - self.cache[("value", a)]
             case ir.RegionOp(op="union", args=args):

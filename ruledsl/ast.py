@@ -251,6 +251,17 @@ class CollectionDecl(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class ComponentsDecl(Node):
+    """`objects NAME = components(...) at T`: a collection of the blobs found at one frame (T optional)."""
+
+    name: str
+    value: Node
+    snapshot: Time | None
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+@dataclass(frozen=True, eq=False)
 class RuleDecl(Node):
     role: str  # "goal" | "process"
     name: str
@@ -260,7 +271,7 @@ class RuleDecl(Node):
     name_span: Span = _span()
 
 
-Statement = TaskDecl | ParamDecl | EntityDecl | CollectionDecl | RuleDecl
+Statement = TaskDecl | ParamDecl | EntityDecl | CollectionDecl | ComponentsDecl | RuleDecl
 
 
 @dataclass(frozen=True, eq=False)

@@ -215,8 +215,9 @@ class Checker:
         # Types of chain nodes typed ahead, along a left spine, before their parent asks (see `infer`).
         self.spine_types: dict[int, Type | None] = {}
         self.suggestion_budget = SUGGESTION_BUDGET
+        self.frame_call: ast.Node | None = None  # the one `frame()` allowed: `image NAME = frame() at T`
         for statement in program.statements:
-            if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl)):
+            if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl, ast.ComponentsDecl)):
                 self.declared_later.setdefault(statement.name, statement)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
@@ -252,6 +253,8 @@ class Checker:
                 self.check_entity(statement)
             elif isinstance(statement, ast.CollectionDecl):
                 self.check_collection(statement)
+            elif isinstance(statement, ast.ComponentsDecl):
+                self.check_components(statement)
             elif isinstance(statement, ast.RuleDecl):
                 if statement.name in rule_names:
                     first = rule_names[statement.name]
@@ -317,19 +320,31 @@ class Checker:
             )
 
     def check_entity(self, decl: ast.EntityDecl) -> None:
+        is_frame = isinstance(decl.value, ast.Call) and decl.value.func == "frame"
+        if decl.kind == "image" and is_frame:
+            self.frame_call = decl.value
+            if decl.snapshot is None:
+                self.error(
+                    "E308",
+                    "`frame()` needs the frame it takes",
+                    decl.value.span,
+                    f"write `image {decl.name} = frame() at start` (or `at end`, `at 3`, `at 0.5`)",
+                )
         kind = self.infer(decl.value, {})
+        self.frame_call = None
         want = _KIND_TYPE[decl.kind]
         static = decl.snapshot is not None
         if decl.snapshot is not None:
             self.check_time(decl.snapshot)
-            if decl.kind != "region":
+            if decl.kind != "region" and not (decl.kind == "image" and is_frame):
                 self.error(
                     "E308",
                     f"{_a(want)} cannot be taken `at {decl.snapshot.text}`",
                     decl.snapshot.span,
                     f"an object is tracked in every frame; for a fixed mask write `region {decl.name} = ...`"
                     if decl.kind == "object"
-                    else "an image is the same in every frame already",
+                    else "an image is the same in every frame already; a frame of the video is "
+                    f"`image {decl.name} = frame() at {decl.snapshot.text}`",
                 )
         if kind is not None:
             ok = want.accepts(kind) or (want is Type.OBJECT and kind is Type.REGION)
@@ -356,6 +371,21 @@ class Checker:
                     member.span,
                     f"declare it with `object {member.id} = ...`",
                 )
+        self.define(decl.name, decl.name_span, Symbol(decl.name, "objects", Type.COLLECTION, decl))
+
+    def check_components(self, decl: ast.ComponentsDecl) -> None:
+        if decl.snapshot is not None:
+            self.check_time(decl.snapshot)
+        if not (isinstance(decl.value, ast.Call) and decl.value.func == "components"):
+            self.infer(decl.value, {})
+            self.error(
+                "E308",
+                f"objects `{decl.name}` must be a list `[a, b]` or `components(...)`",
+                decl.value.span,
+                f"e.g. `objects {decl.name} = components(color(#52c41a), max=8) at start`",
+            )
+        else:
+            self.infer(decl.value, {})
         self.define(decl.name, decl.name_span, Symbol(decl.name, "objects", Type.COLLECTION, decl))
 
     def check_rule(self, rule: ast.RuleDecl) -> None:
@@ -624,11 +654,27 @@ class Checker:
                     self.suggest(node.func, BUILTINS) or "see docs/language.md for the built-in functions",
                 )
             return None
+        if builtin.name == "frame" and node is not self.frame_call:
+            self.error(
+                "E308",
+                "`frame()` stands only in an image declaration with a time",
+                node.span,
+                "declare it: `image first = frame() at start`, then use `first`",
+            )
+            return None
         bound = self.bind_arguments(builtin, node)
         ok = bound is not None
         for param, arg in (bound or {}).items():
             kind = self.infer(arg, scope)
             if kind is None:
+                ok = False
+            elif param.flag and not isinstance(arg, ast.Bool):
+                self.error(
+                    "E304",
+                    f"`{param.name}` of `{builtin.name}` must be `true` or `false`",
+                    arg.span,
+                    f"write `{param.name}=true`",
+                )
                 ok = False
             elif not any(t.accepts(kind) for t in param.types):
                 self.error(
@@ -670,7 +716,7 @@ class Checker:
         return ok
 
     def constant_argument(self, arg: ast.Node):
-        return arg.value if isinstance(arg, ast.String) else self.constant(arg)
+        return arg.value if isinstance(arg, (ast.String, ast.Bool)) else self.constant(arg)
 
     def bind_arguments(self, builtin: Builtin, node: ast.Call) -> dict | None:
         params = builtin.params

@@ -19,6 +19,8 @@ _KIND_TITLES = {
     "image": "Images",
     "measure": "Measures (numbers)",
     "predicate": "Predicates (formulas)",
+    "object": "Members (objects chosen from a collection)",
+    "collection": "Collections",
 }
 
 

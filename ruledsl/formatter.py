@@ -144,6 +144,9 @@ def statement(node: ast.Statement) -> str:
         return text + (f" at {_time(node.snapshot)}" if node.snapshot else "")
     if isinstance(node, ast.CollectionDecl):
         return f"objects {node.name} = [{', '.join(m.id for m in node.members)}]"
+    if isinstance(node, ast.ComponentsDecl):
+        text = f"objects {node.name} = {expr(node.value, IMPLIES if node.snapshot else PREFIX)}"
+        return text + (f" at {_time(node.snapshot)}" if node.snapshot else "")
     if isinstance(node, ast.RuleDecl):
         text = f"{node.role} {node.name}: {expr(node.body)}"
         return text + (f" weight {expr(node.weight, ADD)}" if node.weight is not None else "")

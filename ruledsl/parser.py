@@ -176,6 +176,11 @@ class _ToAst:
         names = tuple(ast.Name(str(m), _token_span(m)) for m in members if m is not None)
         return ast.CollectionDecl(str(name), names, _meta_span(meta), _token_span(name))
 
+    def components_decl(self, meta, items):
+        name, value, *rest = items
+        snapshot = rest[0] if rest else None
+        return ast.ComponentsDecl(str(name), value, snapshot, _meta_span(meta), _token_span(name))
+
     def rule_decl(self, meta, items):
         role, name, body, *rest = items
         weight = rest[0] if rest else None

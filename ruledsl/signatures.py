@@ -54,6 +54,8 @@ KIND_RETURNS = {
     "image": Type.IMAGE,
     "measure": Type.NUMBER,
     "predicate": Type.FORMULA,
+    "object": Type.OBJECT,  # one member of a collection (`largest(tiles)`)
+    "collection": Type.COLLECTION,  # `components(...)`: the value of an `objects` declaration
 }
 
 
@@ -66,12 +68,15 @@ class Param:
     low: float | None = None  # bounds checked on constant arguments (literals, params, overrides)
     high: float | None = None
     open_low: bool = False  # `low` itself is excluded (the lowering divides by the value)
+    flag: bool = False  # a constant `true` / `false` (types FORMULA: the literal's type); 1.0 or 0.0 when lowered
 
     @property
     def required(self) -> bool:
         return self.default is None
 
     def type_names(self) -> str:
+        if self.flag:
+            return "bool"
         names = [t.value for t in self.types]
         return names[0] if len(names) == 1 else " or ".join(names)
 
@@ -128,14 +133,16 @@ class Builtin:
         parts = []
         for p in self.params:
             text = f"{p.name}: {p.type_names()}"
-            if not p.required:
+            if p.flag:
+                text += f" = {'true' if p.default else 'false'}"
+            elif not p.required:
                 text += f" = {p.default:g}"
             parts.append(text)
         return f"{self.name}({', '.join(parts)}) -> {self.returns.value}"
 
     def is_constant(self, param: Param) -> bool:
-        """Number parameters are compile-time constants, except a measure's (arithmetic on measures)."""
-        return param.types == (Type.NUMBER,) and self.kind != "measure"
+        """Number parameters are compile-time constants, except a measure's (arithmetic on measures); flags too."""
+        return param.flag or (param.types == (Type.NUMBER,) and self.kind != "measure")
 
     def term_params(self) -> tuple[Param, ...]:
         """The parameters whose arguments the compiler passes as terms (not constants), in order."""
@@ -161,6 +168,7 @@ class _Lazy:
 
 torch: Any = _Lazy("torch")
 P: Any = _Lazy("ruledsl.compiler.primitives")
+O: Any = _Lazy("ruledsl.compiler.objects")
 
 BUILTINS: dict[str, Builtin] = {}
 
@@ -226,14 +234,23 @@ _BY = _num("by", "distance, fraction of the frame's longer side", None, 0.0, 1.0
     (
         Param("c", (Type.COLOR,), "the colour, #rrggbb or a named colour"),
         _num(
-            "tol", "tolerance: CIE76 colour difference (ΔE in Lab) at which membership falls to ~0.6", 12.0, 0.5, 100.0
+            "tol",
+            "tolerance: CIE76 colour difference (ΔE in Lab) at which membership falls to ~0.6 (0 beyond 1.5 tol)",
+            12.0,
+            0.5,
+            100.0,
         ),
+        Param("hard", (Type.FORMULA,), "`true`: membership is 0 or 1 (> 0.5); gradients as if soft", 0.0, flag=True),
+        _num("min_area", "blobs smaller than this fraction of the frame are dropped", 0.0, 0.0, 1.0),
     ),
-    "Pixels of this colour (a soft mask, compared in CIE Lab).",
+    "Pixels of this colour (a soft mask, compared in CIE Lab; exactly 0 beyond 1.5 tol).",
     "object agent = color(#ff0000, tol=15)",
 )
-def _color(ev, c, tol):
-    return P.color_mask(ev.lab, c.rgb, tol, ev.surrogate)
+def _color(ev, c, tol, hard, min_area):
+    mask = P.color_mask(ev.lab, c.rgb, tol, ev.surrogate)
+    if hard:
+        mask = P.straight_through((mask > 0.5).to(mask.dtype), mask)
+    return O.drop_small(mask, min_area)
 
 
 def _box_not_empty(values: dict[str, Any], context: CallContext) -> Iterable[Problem]:
@@ -422,12 +439,13 @@ def _y(ev, p):
     "count",
     "measure",
     (_reg("r", "the region"),),
-    "Number of connected blobs of the region's hard (> 0.5) mask. Not differentiable: use `single` for gradients.",
+    "Number of objects in the region's hard (> 0.5) mask: 8-connected blobs, a blob inside another's hole "
+    "(the inside of a `0`) part of it. Not differentiable: use `single` for gradients.",
     "count(color(#0000ff)) >= 2",
     differentiable=False,
 )
 def _count(ev, r):
-    return P.count_components(ev.mask(r))
+    return O.count(ev.mask(r))
 
 
 @builtin(
@@ -607,11 +625,202 @@ def _grid_step(ev, o, cell, tol):
     "at end matches(target, box(0, 0, 1, 1))",
 )
 def _matches(ev, target, where, tol):
-    lab_target = P.to_lab(ev.image(target)[None, None])
+    image = ev.image(target)  # [3, H, W] from a file, [B, 3, H, W] from a frame of each candidate
+    lab_target = P.to_lab(image[None, None] if image.dim() == 3 else image[:, None])
     mask = ev.mask(where)
     delta = P.norm((ev.lab - lab_target).movedim(2, -1))
     mean = (delta * mask).sum((-2, -1)) / (mask.sum((-2, -1)) + P.EPS)
     return P.clamp_margin((tol - mean) / tol)
+
+
+# ---- collections and their members (compiler/objects.py) ---------------------------------------
+
+
+def _whole_number(names: tuple[str, ...]) -> Callable[[dict[str, Any], CallContext], Iterable[Problem]]:
+    def check(values: dict[str, Any], context: CallContext) -> Iterable[Problem]:
+        for name in names:
+            value = values.get(name)
+            if isinstance(value, float) and not value.is_integer():
+                yield Problem(f"`{name}` must be a whole number, got {value:g}", f"write `{name}={round(value)}`", name)
+
+    return check
+
+
+@builtin(
+    "components",
+    "collection",
+    (
+        _reg("sel", "the selector whose blobs are the members, e.g. color(#52c41a)"),
+        _num("min_area", "blobs smaller than this fraction of the frame are not members", 0.001, 0.0, 1.0),
+        _num("max", "number of slots (members beyond it are ignored)", 16.0, 1.0, 256.0),
+    ),
+    "The blobs of a selector's hard mask at one frame (`objects tiles = components(...) at start`; default "
+    "`at start`), in reading order (top to bottom, then left to right), each tracked through the video as "
+    "its own object. Slots without a blob hold no object: `forall`/`exists` skip them.",
+    "objects tiles = components(color(#52c41a), min_area=0.002, max=16) at start",
+    check=_whole_number(("max",)),
+)
+def _components(ev, sel, min_area, max):
+    raise NotImplementedError("components() is lowered by the compiler's lowering, not called")  # ir.Components
+
+
+_COLL = Param("c", (Type.COLLECTION,), "the collection (declared with `objects`)")
+_RANK_BY = ("x", "y", "area")
+
+
+def _rank_by(values: dict[str, Any], context: CallContext) -> Iterable[Problem]:
+    yield from _whole_number(("k",))(values, context)
+    by = values.get("by")
+    if isinstance(by, str) and by not in _RANK_BY:
+        yield Problem(
+            f"`by` of `nth` is {by!r}; choose one of {', '.join(repr(b) for b in _RANK_BY)}",
+            'e.g. `nth(tiles, 1, by="x")` is the leftmost member',
+            "by",
+        )
+
+
+@builtin(
+    "largest",
+    "object",
+    (_COLL,),
+    "The member with the largest area at the collection's frame (a literal list `[a, b]`: the first frame).",
+    "object big = largest(circles)",
+)
+def _largest(ev, c):
+    return O.rank_mask(ev, c, "largest")
+
+
+@builtin(
+    "smallest",
+    "object",
+    (_COLL,),
+    "The member with the smallest area at the collection's frame (a literal list: the first frame).",
+    "object small = smallest(circles)",
+)
+def _smallest(ev, c):
+    return O.rank_mask(ev, c, "smallest")
+
+
+@builtin(
+    "nth",
+    "object",
+    (
+        _COLL,
+        _num("k", "rank, from 1", None, 1.0, 256.0),
+        Param("by", (Type.STRING,), 'order: "x" (left to right), "y" (top to bottom) or "area" (smallest first)'),
+    ),
+    "The k-th member in an order at the collection's frame (a literal list: the first frame); no object "
+    "when there are fewer than k members.",
+    'object second = nth(tiles, 2, by="x")',
+    check=_rank_by,
+)
+def _nth(ev, c, k, by):
+    return O.rank_mask(ev, c, "nth", k=int(k), by=by.value)
+
+
+@builtin(
+    "nearest",
+    "object",
+    (_COLL, _loc("p")),
+    "The member nearest to a position at the collection's frame (a literal list: the first frame).",
+    "object mine = nearest(rings, ball)",
+)
+def _nearest(ev, c, p):
+    return O.rank_mask(ev, c, "nearest", target=ev.point(p))
+
+
+@builtin(
+    "filled",
+    "predicate",
+    (_obj("o", "the object"),),
+    "The object exists: a collection slot or rank choice that found a blob at the collection's frame "
+    "(+1, else -1; constant in time). Any other object: always true. Quantifiers over collections use it.",
+    'at start filled(nth(tiles, 9, by="x"))',
+    differentiable=False,
+)
+def _filled(ev, o):
+    return O.filled(ev, o)
+
+
+# ---- regions from objects: per frame, around the object's centroid ------------------------------
+
+
+@builtin(
+    "around",
+    "selector",
+    (_reg("o", "the object or region"), _num("r", "radius, fraction of the frame's longer side", None, 0.0, 1.0)),
+    "A disc of radius `r` centred on the object's centroid in every frame (a one-pixel soft edge; "
+    "empty while the object is absent).",
+    "always avoids(agent, around(enemy, 0.1))",
+)
+def _around(ev, o, r):
+    return O.around(ev, ev.mask(o), ev.point(o), r)
+
+
+@builtin(
+    "bbox",
+    "selector",
+    (_reg("o", "the object or region"), _num("pad", "margin added on every side, fraction of the longer side", 0.0)),
+    "The bounding box of the object's hard (> 0.5) mask in every frame, grown by `pad` (no gradient "
+    "through its extent).",
+    "at end inside(ball, bbox(ring, pad=0.01))",
+    differentiable=False,
+)
+def _bbox(ev, o, pad):
+    return O.bbox(ev.mask(o), pad)
+
+
+def _half_plane(side: str, doc: str, example: str) -> None:
+    def lower(ev, o):
+        return O.half_plane(ev, ev.mask(o), ev.point(o), side)
+
+    builtin(f"{side}", "selector", (_reg("o", "the object or region"),), doc, example)(lower)
+
+
+_half_plane(
+    "left_of",
+    "The pixels left of the object's centroid in every frame (soft one-pixel edge; empty while it is absent).",
+    "at end inside(small, left_of(big))",
+)
+_half_plane(
+    "right_of",
+    "The pixels right of the object's centroid in every frame.",
+    "at end inside(big, right_of(small))",
+)
+_half_plane("above", "The pixels above the object's centroid in every frame.", "at end inside(lid, above(box))")
+_half_plane("below", "The pixels below the object's centroid in every frame.", "at end inside(box, below(lid))")
+
+
+# ---- frames as images, occlusion --------------------------------------------------------------
+
+
+@builtin(
+    "frame",
+    "image",
+    (),
+    "The video's frame at a time, as an image: only as `image NAME = frame() at T`.",
+    "image first = frame() at start",
+    differentiable=False,
+)
+def _frame(ev):
+    raise NotImplementedError("frame() is only lowered as a snapshot")  # spatial._snapshot
+
+
+@builtin(
+    "visible_or_covered",
+    "predicate",
+    (
+        _obj("o", "the object (a collection member, usually)"),
+        _reg("by", "the region that may cover it"),
+        _num("tol", "how far from its last-seen place it may reappear, fraction of the longer side", 0.05, 0.0, 1.0),
+    ),
+    "The object is present (area at least half its first-frame area), or hidden while `by` reaches its "
+    "last-seen place (within the object's own size: it went under `by`); and when it reappears, it is "
+    "within `tol` of where it was last seen.",
+    "forall c in cards: always visible_or_covered(c, by=cards_region)",
+)
+def _visible_or_covered(ev, o, by, tol):
+    return O.visible_or_covered(ev, ev.mask(o), ev.field(by), tol)
 
 
 # Named colours (sRGB). Users can shadow them (with a warning) by declaring an entity of that name.

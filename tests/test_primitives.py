@@ -13,6 +13,9 @@ object b = color(#3050c0, tol=40)
 region r = color(#40a040, tol=40)
 region s = color(#40a040, tol=40) at start
 image target = file("{image.name}")
+image first = frame() at start
+objects cs = components(color(#d04030, tol=40), min_area=0, max=2)
+objects pair = [a, b]
 goal g: at end inside(a, r)
 """
 
@@ -44,6 +47,20 @@ USES = {
     "axis_aligned": "always axis_aligned(a)",
     "grid_step": "always grid_step(a, 0.25)",
     "matches": "at end matches(target, r, tol=30)",
+    "components": "forall t in cs: always area(t) >= 0.05",
+    "largest": "always area(largest(pair)) >= 0.1",
+    "smallest": "always area(smallest(cs)) >= 0.1",
+    "nth": 'always x(nth(pair, 2, by="x")) <= 0.5',
+    "nearest": "always distance(nearest(pair, point(0.5, 0.5)), b) <= 0.5",
+    "filled": "always filled(largest(cs)) and area(a) >= 0.1",
+    "around": "always inside(a, around(b, 0.3), frac=0.3)",
+    "bbox": "always inside(a, bbox(b, pad=0.1), frac=0.3)",
+    "left_of": "always inside(a, left_of(b), frac=0.3)",
+    "right_of": "always inside(a, right_of(b), frac=0.3)",
+    "above": "always inside(a, above(b), frac=0.3)",
+    "below": "always inside(a, below(b), frac=0.3)",
+    "frame": "at end matches(first, box(0, 0, 1, 1), tol=30)",
+    "visible_or_covered": "always visible_or_covered(a, by=r)",
 }
 
 

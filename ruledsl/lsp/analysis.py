@@ -204,7 +204,7 @@ def declared_kind(statement: ast.Node) -> str:
         return statement.kind
     if isinstance(statement, ast.RuleDecl):
         return statement.role
-    if isinstance(statement, ast.CollectionDecl):
+    if isinstance(statement, (ast.CollectionDecl, ast.ComponentsDecl)):
         return "objects"
     return type(statement).__name__.removesuffix("Decl").lower()
 

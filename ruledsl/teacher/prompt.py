@@ -24,6 +24,10 @@ A program declares entities, then rules. One statement per line; `#` starts a co
   region NAME = color(#rrggbb) at start      fixed: the mask of the first frame (walls, goals)
   region NAME = not walls | a & b | a - b    set operations on regions
   objects NAME = [a, b]                      a collection for `forall x in NAME: ...`
+  objects NAME = components(color(#rrggbb), max=8) at start
+                                             every blob of a colour at that frame, each tracked as its own
+                                             object (`largest(NAME)`, `nth(NAME, 2, by="x")` pick one)
+  image NAME = frame() at start              a frame of the video, for `at end matches(NAME, region)`
   goal NAME: FORMULA [weight N]              a property of the final state
   process NAME: FORMULA [weight N]           a property of the whole trajectory
 Formulas: `always F`, `eventually F`, `at end F`, `at start F`, `next F`, `F until G`,
@@ -49,6 +53,8 @@ def reference() -> str:
         ("image", "Images"),
         ("measure", "Measures"),
         ("predicate", "Predicates"),
+        ("object", "Members of a collection"),
+        ("collection", "Collections"),
     ):
         lines.append(f"{title}:")
         lines += [f"  {b.signature()}  # {b.doc}" for b in BUILTINS.values() if b.kind == kind]

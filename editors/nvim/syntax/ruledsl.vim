@@ -15,7 +15,7 @@ syn match ruledslRuleName "\h\w*\ze\s*:" contained
 syn keyword ruledslKeyword always ask at during eventually exists forall in next until weight
 syn keyword ruledslOperator and implies not or
 syn keyword ruledslConstant end false start true
-syn match ruledslBuiltin "\<\(abs\|area\|avoids\|axis_aligned\|box\|centroid\|color\|count\|distance\|file\|grid_step\|grow\|inside\|keeps_area\|keeps_color\|matches\|overlap\|persists\|point\|shrink\|single\|speed\|touches\|unchanged\|x\|y\)\ze\s*("
+syn match ruledslBuiltin "\<\(above\|abs\|area\|around\|avoids\|axis_aligned\|bbox\|below\|box\|centroid\|color\|components\|count\|distance\|file\|filled\|frame\|grid_step\|grow\|inside\|keeps_area\|keeps_color\|largest\|left_of\|matches\|nearest\|nth\|overlap\|persists\|point\|right_of\|shrink\|single\|smallest\|speed\|touches\|unchanged\|visible_or_covered\|x\|y\)\ze\s*("
 syn keyword ruledslColorName black blue brown cyan gray green grey magenta orange pink purple red white yellow
 
 hi def link ruledslComment Comment
