@@ -22,6 +22,7 @@ prints the IR without loading it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as _dataclass_replace
 from typing import Any
@@ -260,6 +261,32 @@ class Release(Formula):
 
 
 @dataclass(frozen=True)
+class Count(Formula):
+    """Per frame: at least / at most `k` of `children` hold (`bound` "least" | "most").
+
+    Margin: the k-th largest child margin ("least"), minus the (k+1)-th largest ("most"): the
+    order statistic that changes sign exactly when the count crosses k (Semantics.kth_largest).
+    """
+
+    bound: str
+    k: int
+    children: tuple[Formula, ...]
+
+
+@dataclass(frozen=True)
+class Events(Formula):
+    """At frame t: `body` becomes true at least / at most `k` times in [t, window end].
+
+    A rise at s: body holds at s and did not at s - 1 (t itself counts if body holds there);
+    margin: the order statistic of the rise margins min(body[s], -body[s-1]) (body[t] at t).
+    """
+
+    bound: str
+    k: int
+    body: Formula
+
+
+@dataclass(frozen=True)
 class At(Formula):
     time: tuple[str, float]
     body: Formula
@@ -324,7 +351,38 @@ def negate(formula: Formula) -> Formula:
             return At(time, negate(body))
         case During(low, high, body):
             return During(low, high, negate(body), formula.span)
+        case Count(bound, k, parts):  # not (at least k) = at most k - 1; not (at most k) = at least k + 1
+            return count("most", k - 1, parts) if bound == "least" else count("least", k + 1, parts)
+        case Events(bound, k, body):
+            return events("most", k - 1, body) if bound == "least" else events("least", k + 1, body)
     raise TypeError(f"cannot negate {formula!r}")
+
+
+def count(bound: str, k: int, parts: tuple[Formula, ...]) -> Formula:
+    """`Count`, with the cases that need no video folded to `Truth` (at least 0, at most n, ...)."""
+    if bound == "least":
+        return Truth(True) if k <= 0 else Truth(False) if k > len(parts) else Count("least", k, parts)
+    return Truth(False) if k < 0 else Truth(True) if k >= len(parts) else Count("most", k, parts)
+
+
+def events(bound: str, k: int, body: Formula) -> Formula:
+    """`Events`, with at least 0 / at most -1 folded (the window length is only known per video)."""
+    if bound == "least" and k <= 0:
+        return Truth(True)
+    if bound == "most" and k < 0:
+        return Truth(False)
+    return Events(bound, k, body)
+
+
+def counted(bound: str, k: int, make, neg: bool) -> Formula:
+    """`at least | at most | exactly k` (optionally negated) over `make(kind_bound, k)`; exactly = both."""
+    if bound == "exactly":
+        both = [make("least", k), make("most", k)]
+        if neg:
+            return Or(_flatten(Or, tuple(negate(f) for f in both)))
+        return And(_flatten(And, tuple(both)))
+    formula = make(bound, k)
+    return negate(formula) if neg else formula
 
 
 def member_guard(member: Any) -> Formula | None:
@@ -516,6 +574,8 @@ class _Lowering:
                 return [left, right]
             case ast.Binary():
                 return [operand for _, operand in self.chain(node)]
+            case ast.Call(func=func) if func in self.checked.defs:
+                return list(node.args)
             case ast.Call():
                 return list(self.bound(node)[0].values())
         return []
@@ -545,6 +605,8 @@ class _Lowering:
             case ast.Name(id=name):
                 if name in scope:
                     return scope[name]
+                if name in self.checked.defs:  # a def without parameters
+                    return self.term(self.checked.defs[name].decl.body, {})
                 if name in self.checked.constants:  # a colour param (numbers were folded above)
                     return ColorRef(self.checked.constants[name])  # type: ignore[arg-type]
                 if name in self.defs:
@@ -580,10 +642,67 @@ class _Lowering:
                 options = dict(numbers)
                 source = self.make(Components(value(terms["sel"]), time, options["min_area"], int(options["max"])))
                 return Members(tuple(self.make(Slot(source, i)) for i in range(source.slots)))
+            case ast.Call(func=func) if func in self.checked.defs:
+                info = self.checked.defs[func]
+                params = {name: value(arg) for (name, _), arg in zip(info.params, node.args)}
+                return self.term(info.decl.body, params)
             case ast.Call():
                 terms, numbers = self.bound(node)
                 return Call(node.func, tuple(value(t) for t in terms.values()), numbers, node.span)
-        raise TypeError(f"cannot lower term {node!r}")  # the checker guarantees we never get here
+        raise TypeError(f"cannot lower term {node!r}")
+
+    # defs and collection forms ----------------------------------------------------------------
+
+    def def_scope(self, node: ast.Call, scope: dict) -> dict:
+        """A def's body sees its parameters only (bound to the call's lowered arguments) and the globals."""
+        info = self.checked.defs[node.func]
+        return {name: self.term(arg, scope) for (name, _), arg in zip(info.params, node.args)}
+
+    def count_value(self, node: ast.Node) -> int:
+        return int(round(self.number(node)))  # the checker made sure it is a non-negative integer
+
+    def apply(self, function: str, member: Any) -> Any:
+        """The number `function(member)`: a one-argument built-in measure, or a one-parameter def."""
+        if function in self.checked.defs:
+            info = self.checked.defs[function]
+            return self.term(info.decl.body, {info.params[0][0]: member})
+        builtin = BUILTINS[function]
+        numbers = tuple(sorted((p.name, p.default) for p in builtin.params[1:]))
+        return self.make(Call(function, (member,), numbers, None))
+
+    def collection_form(self, node: ast.Call, scope: dict) -> Formula:
+        """`sorted(C, by=f, along=g, descending=false)` and `distinct(C, by=f, tol=0)` over member pairs."""
+        given = {k.name: k.value for k in node.kwargs}
+        collection = node.args[0]
+        assert isinstance(collection, ast.Name)
+        members = self.defs[collection.id]
+        by = given["by"]
+        assert isinstance(by, ast.Name)
+        values = [self.apply(by.id, m) for m in members]
+        parts: list[Formula] = []
+        if node.func == "sorted":
+            along_node = given["along"]
+            assert isinstance(along_node, ast.Name)
+            along = [self.apply(along_node.id, m) for m in members]
+            descending = isinstance(given.get("descending"), ast.Bool) and given["descending"].value  # type: ignore[union-attr]
+            for i, j in itertools.combinations(range(len(members)), 2):
+                # i before j along  =>  by ordered the same way; j before i  =>  the other way.
+                low, high = (values[j], values[i]) if descending else (values[i], values[j])
+                forward = And((Compare("<=", along[i], along[j], False), Compare("<=", low, high, False)))
+                backward = And((Compare(">=", along[i], along[j], False), Compare(">=", low, high, False)))
+                pair: Formula = Or((forward, backward))
+                parts.append(guarded(members[i], guarded(members[j], pair, True), True))
+        else:
+            tol = self.number(given["tol"]) if "tol" in given else 0.0
+            for i, j in itertools.combinations(range(len(members)), 2):
+                gap = self.make(
+                    Call("abs", (self.make(Arith("+", (values[i], self.make(Arith("neg", (values[j],)))))),), (), None)
+                )
+                pair = Compare(">", gap, self.make(Const(tol)), False)
+                parts.append(guarded(members[i], guarded(members[j], pair, True), True))
+        if not parts:
+            return Truth(True)
+        return And(_flatten(And, tuple(parts)))  # the checker guarantees we never get here
 
     def bound(self, node: ast.Call) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
         """A call's arguments: syntax of its term parameters (in order), values of its constant ones."""
@@ -654,16 +773,44 @@ class _Lowering:
                 return At(self.time(time), values[0])
             case ast.During(window=window):
                 return During(self.time(window.low), self.time(window.high), values[0], window.span)
-            case ast.Quantified(quantifier=quantifier, var=var, collection=collection, body=body):
+            case ast.Quantified(quantifier=quantifier, collection=collection, body=body):
                 conjunction = (quantifier == "forall") != neg
-                parts = tuple(
-                    guarded(member, self.formula(body, {**scope, var: member}, neg), conjunction)
-                    for member in self.defs[collection]
-                )
+                names = [node.var, *(o.id for o in node.others)]
+                parts = []
+                for members in itertools.permutations(self.defs[collection], len(names)):
+                    inner = {**scope, **dict(zip(names, members))}
+                    part = self.formula(body, inner, neg)
+                    if node.where is not None:  # forall: not where or body; exists: where and body
+                        where = self.formula(node.where, inner, conjunction)
+                        part = (Or if conjunction else And)(_flatten(Or if conjunction else And, (where, part)))
+                    for member in reversed(members):
+                        part = guarded(member, part, conjunction)
+                    parts.append(part)
                 if not parts:  # forall over nothing holds, exists over nothing fails
                     return Truth(conjunction)
                 kind = And if conjunction else Or
-                return kind(_flatten(kind, parts))
+                return kind(_flatten(kind, tuple(parts)))
+            case ast.CountMembers(collection=collection, var=var, body=body):
+                members_parts = []
+                for member in self.defs[collection]:
+                    inner = {**scope, var: member}
+                    part = self.formula(body, inner)
+                    if node.where is not None:
+                        part = And(_flatten(And, (self.formula(node.where, inner), part)))
+                    members_parts.append(guarded(member, part, conjunction=False))
+                parts_ = tuple(members_parts)
+                return counted(node.bound, self.count_value(node.count), lambda b, k: count(b, k, parts_), neg)
+            case ast.CountEvents(body=body):
+                inner_formula = self.formula(body, scope)
+                return counted(node.bound, self.count_value(node.count), lambda b, k: events(b, k, inner_formula), neg)
+            case ast.Call(func=func) if func in self.checked.defs:
+                info = self.checked.defs[func]
+                return self.formula(info.decl.body, self.def_scope(node, scope), neg)
+            case ast.Name(id=name) if name in self.checked.defs and name not in scope:
+                return self.formula(self.checked.defs[name].decl.body, {}, neg)
+            case ast.Call(func="sorted" | "distinct"):
+                formula = self.collection_form(node, scope)
+                return negate(formula) if neg else formula
             case ast.Compare(op=op, left=left, right=right):
                 return Compare(op, self.term(left, scope), self.term(right, scope), neg)
             case ast.Call():
@@ -675,7 +822,7 @@ class _Lowering:
 
 # ---- where `ask` atoms look (compiler/asks.py evaluates them) ---------------------------------
 
-_TEMPORAL = (Always, Eventually, Next, Until, Release, At)
+_TEMPORAL = (Always, Eventually, Next, Until, Release, At, Events)
 
 
 def place_asks(program: IRProgram) -> IRProgram:
@@ -799,6 +946,10 @@ def formula_text(f: Formula, indent: int = 0) -> str:
             return f"{pad}at {_time_text(time)}\n{formula_text(body, indent + 1)}"
         case During(low=low, high=high, body=body):
             return f"{pad}during [{_time_text(low)}, {_time_text(high)}]\n{formula_text(body, indent + 1)}"
+        case Count(bound=bound, k=k, children=children):
+            return f"{pad}at {bound} {k} of\n" + "\n".join(formula_text(c, indent + 1) for c in children)
+        case Events(bound=bound, k=k, body=body):
+            return f"{pad}at {bound} {k} times\n{formula_text(body, indent + 1)}"
     return pad + repr(f)
 
 

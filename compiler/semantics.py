@@ -57,6 +57,17 @@ class Semantics:
         """Dual of until: not (not phi until not psi)."""
         return -self.until(-phi, -psi)
 
+    def kth_largest(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The k-th largest entry along the last dim (k >= 1; -BIG when there are fewer than k).
+
+        The min of the k largest entries: exact for `Exact`; for `Smooth` a log-sum-exp min over
+        them, which is continuous (entries only enter or leave the top k where they tie) and tends to
+        the exact value as the temperature goes to 0. Counting (`at least k of`, `k times`) uses it.
+        """
+        if x.shape[-1] < k:
+            x = torch.cat([x, x.new_full((*x.shape[:-1], k - x.shape[-1]), -BIG)], -1)
+        return self.min(x.topk(k, dim=-1).values, -1)
+
     def __repr__(self) -> str:
         return self.name
 

@@ -87,8 +87,10 @@ class TemporalEvaluation:
     def _trace_inputs(self, key) -> list:
         f, lo, hi, name = key
         match f:
-            case ir.And(children=children) | ir.Or(children=children):
+            case ir.And(children=children) | ir.Or(children=children) | ir.Count(children=children):
                 return [(c, lo, hi, name) for c in children]
+            case ir.Events(body=body):
+                return [(body, lo, hi, name)]
             case ir.At(time=time, body=ir.Ask(per_frame=True) as body):  # one frame asked, not the window
                 k = frame_index(time, lo, hi, f"{self.source_name}: `at`")
                 return [(body, k, k, name)]
@@ -132,6 +134,12 @@ class TemporalEvaluation:
                 return got[0][:, k - lo : k - lo + 1].expand(self.b, n)
             case ir.During():
                 return got[0][:, :1].expand(self.b, n)
+            case ir.Count(bound="least", k=k):
+                return sem.kth_largest(torch.stack(got, -1), k)
+            case ir.Count(k=k):  # at most k: the (k+1)-th largest must fail
+                return -sem.kth_largest(torch.stack(got, -1), k + 1)
+            case ir.Events(bound=bound, k=k):
+                return events_trace(got[0], bound, k, sem)
         raise TypeError(f"not a formula: {f!r}")
 
     def _atom(self, f: ir.Formula) -> torch.Tensor:
@@ -183,7 +191,7 @@ class TemporalEvaluation:
         value = self.trace(f, lo, hi, exact)[:, t - lo]
         satisfied = (value > 0)[:, None]
         match f:
-            case ir.Truth() | ir.Atom() | ir.Compare() | ir.Release():
+            case ir.Truth() | ir.Atom() | ir.Compare() | ir.Release() | ir.Count() | ir.Events():
                 out[:, t] = value
             case ir.And():
                 out = torch.stack(got).amin(0)
@@ -210,3 +218,21 @@ class TemporalEvaluation:
                     else:  # the right side never held
                         out[i, hi] = psi[i, -1]
         return out
+
+
+def events_trace(phi: torch.Tensor, bound: str, k: int, sem: Semantics) -> torch.Tensor:
+    """[B, n] margins of "phi rises at least / at most k times in [t, n)" for every start frame t.
+
+    Rise margins r[s] = min(phi[s], -phi[s-1]) for s > t and phi[t] at t itself; the count of
+    rises is the number of positive r, so its order statistic decides the bound (as for `Count`).
+    Memory is [B, n, n]: 150 frames hold 22,500 entries per video.
+    """
+    n = phi.shape[-1]
+    rise = sem.min(torch.stack([phi[:, 1:], -phi[:, :-1]], -1), -1)  # r[s] for s = 1..n-1
+    rise = torch.cat([phi[:, :1], rise], -1)  # frame 0 only ever starts a window
+    t = torch.arange(n, device=phi.device)
+    later, here = t[None, :] > t[:, None], t[None, :] == t[:, None]  # [t, s]
+    table = torch.where(later, rise[:, None, :], torch.where(here, phi[:, :, None], phi.new_tensor(-BIG)))
+    if bound == "least":
+        return sem.kth_largest(table, k)
+    return -sem.kth_largest(table, k + 1)

@@ -211,6 +211,33 @@ class Quantified(Node):
     span: Span = _span()
     var_span: Span = _span()
     collection_span: Span = _span()
+    others: tuple[Name, ...] = ()  # further variables: `forall a, b in C` ranges over ordered pairs
+    where: Node | None = None  # the filter of `... in C where psi: phi`
+
+
+@dataclass(frozen=True, eq=False)
+class CountMembers(Node):
+    """`at least K of x in C where psi: phi` (bound "least" | "most" | "exactly"), per frame."""
+
+    bound: str
+    count: Node
+    var: str
+    collection: str
+    where: Node | None
+    body: Node
+    span: Span = _span()
+    var_span: Span = _span()
+    collection_span: Span = _span()
+
+
+@dataclass(frozen=True, eq=False)
+class CountEvents(Node):
+    """`at least K times phi`: the rising edges of phi from the current frame to the window's end."""
+
+    bound: str  # "least" | "most" | "exactly"
+    count: Node
+    body: Node
+    span: Span = _span()
 
 
 # ---- statements ------------------------------------------------------------------------------
@@ -271,7 +298,19 @@ class RuleDecl(Node):
     name_span: Span = _span()
 
 
-Statement = TaskDecl | ParamDecl | EntityDecl | CollectionDecl | ComponentsDecl | RuleDecl
+@dataclass(frozen=True, eq=False)
+class DefDecl(Node):
+    """`def NAME(a, b: region) = expr`: a named formula, number, region or point, inlined where called."""
+
+    name: str
+    params: tuple[Name, ...]
+    param_types: tuple[str | None, ...]  # as written: "object" | "region" | "point" | "number", None = object
+    body: Node
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+Statement = TaskDecl | ParamDecl | EntityDecl | CollectionDecl | ComponentsDecl | RuleDecl | DefDecl
 
 
 @dataclass(frozen=True, eq=False)

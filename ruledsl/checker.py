@@ -33,6 +33,12 @@ MAX_MAGNITUDE = 1e15
 SUGGESTION_BUDGET = 200_000
 
 _KIND_TYPE = {"object": Type.OBJECT, "region": Type.REGION, "image": Type.IMAGE}
+# The types a `def` parameter may be declared with (`def near(a: object, r: region) = ...`).
+DEF_PARAM_TYPES = {"object": Type.OBJECT, "region": Type.REGION, "point": Type.POINT, "number": Type.NUMBER}
+# Formulas over a collection written as calls: `sorted(C, by=f, along=g)`, `distinct(C, by=f, tol=t)`.
+COLLECTION_FORMS = ("sorted", "distinct")
+# Words a `def` cannot be named: the formula keywords that read as a call after an operator.
+_PREFIX_KEYWORDS = ("always", "eventually", "next", "during", "forall", "exists", "at", "exactly")
 _ARTICLE = {Type.OBJECT: "an object", Type.IMAGE: "an image"}
 
 
@@ -54,6 +60,15 @@ class Symbol:
     used: bool = False
 
 
+@dataclass(frozen=True)
+class DefInfo:
+    """A checked `def`: its parameters' types and what its body is (None: the body has an error)."""
+
+    decl: ast.DefDecl
+    params: tuple[tuple[str, Type], ...]
+    returns: Type | None
+
+
 @dataclass
 class CheckedProgram:
     """A parsed program with its symbols, node types and diagnostics."""
@@ -67,6 +82,7 @@ class CheckedProgram:
     allow_paths: tuple[Path, ...] = ()  # folders besides the program's that `file()` may read
     params: dict[str, float] = field(default_factory=dict)  # overrides the constants were checked with
     folded: dict[ByIdentity, object] = field(default_factory=dict, repr=False)  # node -> its constant value or None
+    defs: dict[str, DefInfo] = field(default_factory=dict)  # `def` declarations, in order
 
     @property
     def ok(self) -> bool:
@@ -217,8 +233,12 @@ class Checker:
         self.suggestion_budget = SUGGESTION_BUDGET
         self.frame_call: ast.Node | None = None  # the one `frame()` allowed: `image NAME = frame() at T`
         for statement in program.statements:
-            if isinstance(statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl, ast.ComponentsDecl)):
+            if isinstance(
+                statement, (ast.ParamDecl, ast.EntityDecl, ast.CollectionDecl, ast.ComponentsDecl, ast.DefDecl)
+            ):
                 self.declared_later.setdefault(statement.name, statement)
+        self.defs = self.result.defs
+        self.current_def: str | None = None  # the `def` whose body is being checked (no recursion)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
@@ -255,6 +275,8 @@ class Checker:
                 self.check_collection(statement)
             elif isinstance(statement, ast.ComponentsDecl):
                 self.check_components(statement)
+            elif isinstance(statement, ast.DefDecl):
+                self.check_def(statement)
             elif isinstance(statement, ast.RuleDecl):
                 if statement.name in rule_names:
                     first = rule_names[statement.name]
@@ -387,6 +409,90 @@ class Checker:
         else:
             self.infer(decl.value, {})
         self.define(decl.name, decl.name_span, Symbol(decl.name, "objects", Type.COLLECTION, decl))
+
+    def check_def(self, decl: ast.DefDecl) -> None:
+        """Type the body once, with the declared parameter types; calls are checked against those types."""
+        ok = True
+        if decl.name in BUILTINS or decl.name in COLLECTION_FORMS or decl.name in _PREFIX_KEYWORDS:
+            what = "a keyword" if decl.name in _PREFIX_KEYWORDS else "a built-in function"
+            self.error("E308", f"`{decl.name}` is {what}; a `def` cannot take its name", decl.name_span, "rename it")
+            ok = False
+        scope: dict[str, Type] = {}
+        params: list[tuple[str, Type]] = []
+        for param, written in zip(decl.params, decl.param_types):
+            kind = DEF_PARAM_TYPES.get(written or "object")
+            if kind is None:
+                self.error(
+                    "E308",
+                    f"unknown parameter type `{written}`",
+                    param.span,
+                    f"a parameter is one of {', '.join(f'`{t}`' for t in DEF_PARAM_TYPES)} (default `object`)",
+                )
+                ok, kind = False, Type.OBJECT
+            if param.id in scope:
+                self.error("E202", f"parameter `{param.id}` is named twice", param.span, "rename one")
+                ok = False
+            elif param.id in self.symbols or param.id in NAMED_COLORS or param.id in self.declared_later:
+                # A parameter must not hide a declared name: constants are folded by name.
+                self.error(
+                    "E203",
+                    f"parameter `{param.id}` hides the declared `{param.id}`",
+                    param.span,
+                    f"choose another parameter name, e.g. `{param.id}_`",
+                )
+                ok = False
+            scope[param.id] = kind
+            params.append((param.id, kind))
+        self.current_def = decl.name
+        returns = self.infer(decl.body, scope)
+        self.current_def = None
+        if returns is not None and returns not in (Type.FORMULA, Type.NUMBER, Type.REGION, Type.OBJECT, Type.POINT):
+            self.error(
+                "E308",
+                f"`def {decl.name}` is {_a(returns)}; a def names a formula, number, region or point",
+                decl.body.span,
+            )
+            returns = None
+        info = DefInfo(decl, tuple(params), returns if ok else None)
+        self.defs.setdefault(decl.name, info)
+        self.define(decl.name, decl.name_span, Symbol(decl.name, "def", returns or Type.FORMULA, decl))
+
+    def check_def_call(self, node: ast.Call, info: DefInfo, scope: dict[str, Type]) -> Type | None:
+        """A call of a `def`: positional arguments of the declared types (E301, E302, E303)."""
+        name, signature = node.func, self.def_signature(info)
+        ok = True
+        for kwarg in node.kwargs:
+            self.infer(kwarg.value, scope)
+            self.error("E303", f"`{name}` takes no keyword arguments", kwarg.span, f"`{signature}`")
+            ok = False
+        if len(node.args) != len(info.params):
+            self.error(
+                "E302",
+                f"`{name}` takes {len(info.params)} argument{'s' * (len(info.params) != 1)}, got {len(node.args)}",
+                node.args[len(info.params)].span if len(node.args) > len(info.params) else node.span,
+                f"`{signature}`",
+            )
+            ok = False
+        for arg, (param, want) in zip(node.args, info.params):
+            kind = self.infer(arg, scope)
+            if kind is not None and not (want.accepts(kind) or (want is Type.REGION and kind is Type.OBJECT)):
+                self.error(
+                    "E301",
+                    f"argument `{param}` of `{name}` must be {_a(want)}, got {_a(kind)}",
+                    arg.span,
+                    f"`{signature}`",
+                )
+                ok = False
+            ok &= kind is not None
+        for arg in node.args[len(info.params) :]:
+            self.infer(arg, scope)
+        return info.returns if ok else None
+
+    @staticmethod
+    def def_signature(info: DefInfo) -> str:
+        params = ", ".join(f"{name}: {kind.value}" for name, kind in info.params)
+        returns = info.returns.value if info.returns else "?"
+        return f"{info.decl.name}({params}) -> {returns}"
 
     def check_rule(self, rule: ast.RuleDecl) -> None:
         kind = self.infer(rule.body, {})
@@ -540,6 +646,8 @@ class Checker:
             return self.check_body("during", node.body, scope)
         if isinstance(node, ast.Quantified):
             return self.check_quantified(node, scope)
+        if isinstance(node, (ast.CountMembers, ast.CountEvents)):
+            return self.check_counting(node, scope)
         raise TypeError(f"checker has no case for {type(node).__name__}")  # a bug, not a user error
 
     def check_body(self, op: str, body: ast.Node, scope: dict[str, Type]) -> Type | None:
@@ -555,7 +663,19 @@ class Checker:
         symbol = self.symbols.get(node.id)
         if symbol is not None:
             symbol.used = True
-            return symbol.type
+            info = self.defs.get(node.id)
+            if info is not None and info.params:
+                self.error(
+                    "E201",
+                    f"`{node.id}` is a def with parameters, not a value",
+                    node.span,
+                    f"call it: `{self.def_signature(info)}`",
+                )
+                return None
+            return info.returns if info is not None else symbol.type
+        if node.id == self.current_def:
+            self.error("E205", f"`def {node.id}` uses itself", node.span, "a def cannot be recursive")
+            return None
         if node.id in NAMED_COLORS:
             return Type.COLOR
         later = self.declared_later.get(node.id)
@@ -612,29 +732,188 @@ class Checker:
         return None
 
     def check_quantified(self, node: ast.Quantified, scope: dict[str, Type]) -> Type | None:
+        variables = [(node.var, node.var_span), *((o.id, o.span) for o in node.others)]
+        return self.check_binder(node.quantifier, variables, node.collection, node.collection_span, node, scope)
+
+    def check_binder(
+        self,
+        label: str,
+        variables: list[tuple[str, Span]],
+        collection: str,
+        collection_span: Span,
+        node: ast.Quantified | ast.CountMembers,
+        scope: dict[str, Type],
+    ) -> Type | None:
+        """Variables over a collection, an optional `where` filter and the body (quantifiers, counting)."""
         ok = True
-        if node.var in self.symbols or node.var in scope:
-            self.error(
-                "E203",
-                f"`{node.var}` already names {'a quantified object' if node.var in scope else _a(self.symbols[node.var].type)}",
-                node.var_span,
-                f"choose another variable name, e.g. `{node.var}_i`",
-            )
-            ok = False
-        coll = self.resolve(ast.Name(node.collection, node.collection_span), scope)
+        inner = dict(scope)
+        for var, span in variables:
+            if var in self.symbols or var in inner:
+                self.error(
+                    "E203",
+                    f"`{var}` already names {'a quantified object' if var in inner else _a(self.symbols[var].type)}",
+                    span,
+                    f"choose another variable name, e.g. `{var}_i`",
+                )
+                ok = False
+            inner[var] = Type.OBJECT
+        coll = self.resolve(ast.Name(collection, collection_span), scope)
         if coll is not None and coll is not Type.COLLECTION:
             self.error(
                 "E301",
-                f"`{node.quantifier}` ranges over objects declared with `objects`, and `{node.collection}` is {_a(coll)}",
-                node.collection_span,
-                f"declare `objects many = [a, b]` and write `{node.quantifier} x in many: ...`",
+                f"`{label}` ranges over objects declared with `objects`, and `{collection}` is {_a(coll)}",
+                collection_span,
+                f"declare `objects many = [a, b]` and write `{label} x in many: ...`",
             )
             ok = False
-        kind = self.check_body(node.quantifier, node.body, {**scope, node.var: Type.OBJECT})
+        if node.where is not None:
+            ok &= self.check_body("where", node.where, inner) is not None
+        kind = self.check_body(label, node.body, inner)
         return kind if ok else None
+
+    def check_count(self, count: ast.Node, label: str, scope: dict[str, Type]) -> bool:
+        """K of a counting form: a non-negative integer constant (a literal or a param), else E309."""
+        kind = self.infer(count, scope)
+        if kind is None:
+            return False
+        value = self.constant(count)
+        if kind is not Type.NUMBER or not isinstance(value, float) or value < 0 or not value.is_integer():
+            shown = f" is {value:g}{self.overridden(count)}" if isinstance(value, float) else " is not a constant"
+            self.error(
+                "E309",
+                f"the count of `{label}`{shown}; it must be a non-negative whole number",
+                count.span,
+                "write a literal like `2` or a `param` holding a whole number",
+            )
+            return False
+        return True
+
+    def check_counting(self, node: ast.CountMembers | ast.CountEvents, scope: dict[str, Type]) -> Type | None:
+        label = {"least": "at least", "most": "at most", "exactly": "exactly"}[node.bound]
+        ok = self.check_count(node.count, label, scope)
+        if isinstance(node, ast.CountMembers):
+            variables = [(node.var, node.var_span)]
+            kind = self.check_binder(label, variables, node.collection, node.collection_span, node, scope)
+        else:
+            kind = self.check_body(f"{label} ... times", node.body, scope)
+        return kind if ok else None
+
+    def number_function(self, node: ast.Node, form: str, key: str) -> bool:
+        """`by=f` of sorted/distinct: the name of a one-argument number function taking an object."""
+        hint = "name a measure of one object, like `area`, `x` or `y`, or a `def f(o) = ...` giving a number"
+        if not isinstance(node, ast.Name):
+            self.infer(node, {})
+            self.error("E301", f"`{key}` of `{form}` must name a function, e.g. `{key}=area`", node.span, hint)
+            return False
+        builtin, info = BUILTINS.get(node.id), self.defs.get(node.id)
+        if builtin is not None:
+            first, rest = (builtin.params[0], builtin.params[1:]) if builtin.params else (None, ())
+            fits = (
+                builtin.returns is Type.NUMBER
+                and first is not None
+                and any(t.accepts(Type.OBJECT) for t in first.types)
+                and not any(p.required for p in rest)
+            )
+        elif info is not None:
+            self.symbols[node.id].used = True
+            fits = (
+                len(info.params) == 1
+                and info.params[0][1].accepts(Type.OBJECT)
+                or (len(info.params) == 1 and info.params[0][1] is Type.REGION)
+            )
+            fits = fits and info.returns in (Type.NUMBER, None)
+        else:
+            self.error(
+                "E204",
+                f"unknown function `{node.id}`",
+                node.span,
+                self.suggest(node.id, [*BUILTINS, *self.defs]) or hint,
+            )
+            return False
+        if not fits:
+            self.error(
+                "E301", f"`{key}` of `{form}`: `{node.id}` is not a number function of one object", node.span, hint
+            )
+        return fits
+
+    def check_collection_form(self, node: ast.Call, scope: dict[str, Type]) -> Type | None:
+        """`sorted(C, by=f, along=g, descending=false)` and `distinct(C, by=f, tol=0)`: formulas."""
+        form = node.func
+        keys = ("by", "along", "descending") if form == "sorted" else ("by", "tol")
+        signature = (
+            "sorted(C: objects, by: function, along: function, descending: bool = false) -> formula"
+            if form == "sorted"
+            else "distinct(C: objects, by: function, tol: number = 0) -> formula"
+        )
+        ok = True
+        if len(node.args) != 1:
+            for arg in node.args[1:]:
+                self.infer(arg, scope)
+            span = node.args[1].span if len(node.args) > 1 else node.span
+            self.error("E302", f"`{form}` takes one collection, then keyword arguments", span, f"`{signature}`")
+            ok = False
+        if node.args:
+            coll = self.infer(node.args[0], scope)
+            if coll is not None and (coll is not Type.COLLECTION or not isinstance(node.args[0], ast.Name)):
+                self.error("E301", f"`{form}` needs a collection, got {_a(coll)}", node.args[0].span, f"`{signature}`")
+                ok = False
+            ok &= coll is not None
+        given: dict[str, ast.Node] = {}
+        for kwarg in node.kwargs:
+            if kwarg.name not in keys or kwarg.name in given:
+                what = "is given twice" if kwarg.name in given else "is not a parameter"
+                self.error("E303", f"`{kwarg.name}` of `{form}` {what}", kwarg.span, f"`{signature}`")
+                ok = False
+                continue
+            given[kwarg.name] = kwarg.value
+        missing = [k for k in ("by", "along")[: 2 if form == "sorted" else 1] if k not in given]
+        if missing:
+            names = ", ".join(f"`{m}`" for m in missing)
+            self.error("E302", f"`{form}` is missing {names}", node.span, f"`{signature}`")
+            ok = False
+        for key in ("by", "along"):
+            if key in given:
+                ok &= self.number_function(given[key], form, key)
+        if "descending" in given and not isinstance(given["descending"], ast.Bool):
+            self.error("E301", "`descending` of `sorted` is `true` or `false`", given["descending"].span)
+            ok = False
+        if "tol" in given:
+            kind = self.infer(given["tol"], scope)
+            value = self.constant(given["tol"])
+            if kind is not None and (not isinstance(value, float) or value < 0):
+                self.error(
+                    "E309", "`tol` of `distinct` must be a constant number >= 0", given["tol"].span, f"`{signature}`"
+                )
+                ok = False
+            ok &= kind is not None
+        return Type.FORMULA if ok else None
 
     def check_call(self, node: ast.Call, scope: dict[str, Type]) -> Type | None:
         builtin = BUILTINS.get(node.func)
+        info = self.defs.get(node.func) if node.func not in scope else None
+        if builtin is None and info is not None and info.params:
+            self.symbols[node.func].used = True
+            return self.check_def_call(node, info, scope)
+        if builtin is None and node.func in COLLECTION_FORMS:
+            return self.check_collection_form(node, scope)
+        if (
+            builtin is None
+            and (node.func == self.current_def or node.func in self.declared_later)
+            and (node.func not in self.symbols and node.func not in scope)
+        ):
+            for arg in (*node.args, *(k.value for k in node.kwargs)):
+                self.infer(arg, scope)
+            if node.func == self.current_def:
+                self.error("E205", f"`def {node.func}` calls itself", node.func_span, "a def cannot be recursive")
+            else:
+                later = self.declared_later[node.func]
+                self.error(
+                    "E205",
+                    f"`{node.func}` is used before its definition",
+                    node.func_span,
+                    f"`{node.func}` is defined at line {later.span.line}; move that declaration above this line",
+                )
+            return None
         if builtin is None:
             for arg in (*node.args, *(k.value for k in node.kwargs)):
                 self.infer(arg, scope)

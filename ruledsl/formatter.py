@@ -27,7 +27,7 @@ PREFIX, IMPLIES, OR, AND, UNTIL, NOT, COMPARE, ADD, MUL, NEG, ATOM = range(11)
 
 
 def _level(node: ast.Node) -> int:
-    if isinstance(node, (ast.Temporal, ast.During, ast.Quantified)):
+    if isinstance(node, (ast.Temporal, ast.During, ast.Quantified, ast.CountMembers, ast.CountEvents)):
         return PREFIX
     if isinstance(node, ast.Binary):
         return ADD if node.op in "+-|" else MUL
@@ -129,8 +129,24 @@ def _expr(node: ast.Node) -> str:
     if isinstance(node, ast.During):
         return f"during [{_time(node.window.low)}, {_time(node.window.high)}] {expr(node.body)}"
     if isinstance(node, ast.Quantified):
-        return f"{node.quantifier} {node.var} in {node.collection}: {expr(node.body)}"
+        names = ", ".join([node.var, *(o.id for o in node.others)])
+        return f"{node.quantifier} {names} in {node.collection}{_where(node.where)}: {expr(node.body)}"
+    if isinstance(node, ast.CountMembers):
+        return (
+            f"{_bound(node.bound)} {expr(node.count, ADD)} of {node.var} in {node.collection}"
+            f"{_where(node.where)}: {expr(node.body)}"
+        )
+    if isinstance(node, ast.CountEvents):
+        return f"{_bound(node.bound)} {expr(node.count, ADD)} times {expr(node.body)}"
     raise TypeError(f"formatter has no case for {type(node).__name__}")
+
+
+def _bound(bound: str) -> str:
+    return "exactly" if bound == "exactly" else f"at {bound}"
+
+
+def _where(where: ast.Node | None) -> str:
+    return "" if where is None else f" where {expr(where, IMPLIES)}"
 
 
 def statement(node: ast.Statement) -> str:
@@ -147,6 +163,11 @@ def statement(node: ast.Statement) -> str:
     if isinstance(node, ast.ComponentsDecl):
         text = f"objects {node.name} = {expr(node.value, IMPLIES if node.snapshot else PREFIX)}"
         return text + (f" at {_time(node.snapshot)}" if node.snapshot else "")
+    if isinstance(node, ast.DefDecl):
+        params = ", ".join(
+            p.id + (f": {kind}" if kind is not None else "") for p, kind in zip(node.params, node.param_types)
+        )
+        return f"def {node.name}" + (f"({params})" if node.params else "") + f" = {expr(node.body)}"
     if isinstance(node, ast.RuleDecl):
         text = f"{node.role} {node.name}: {expr(node.body)}"
         return text + (f" weight {expr(node.weight, ADD)}" if node.weight is not None else "")

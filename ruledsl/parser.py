@@ -208,7 +208,7 @@ class _ToAst:
         return ast.During(window, body, _meta_span(meta))
 
     def quantified(self, meta, items):
-        quantifier, var, collection, body = items
+        quantifier, var, *others, collection, where, body = items
         return ast.Quantified(
             str(quantifier),
             str(var),
@@ -217,7 +217,43 @@ class _ToAst:
             _meta_span(meta),
             _token_span(var),
             _token_span(collection),
+            tuple(ast.Name(str(o), _token_span(o)) for o in others),
+            where,
         )
+
+    def where(self, meta, items):
+        return items[0]
+
+    def counted_members(self, meta, items):
+        bound, count, var, collection, where, body = items
+        return ast.CountMembers(
+            str(bound),
+            count,
+            str(var),
+            str(collection),
+            where,
+            body,
+            _meta_span(meta),
+            _token_span(var),
+            _token_span(collection),
+        )
+
+    def counted_events(self, meta, items):
+        bound, count, body = items
+        return ast.CountEvents(str(bound), count, body, _meta_span(meta))
+
+    def def_decl(self, meta, items):
+        name, params, body = items
+        params = params or ()
+        names = tuple(ast.Name(str(p), _token_span(p)) for p, _ in params)
+        types = tuple(str(t) if t is not None else None for _, t in params)
+        return ast.DefDecl(str(name), names, types, body, _meta_span(meta), _token_span(name))
+
+    def def_params(self, meta, items):
+        return tuple(item for item in items if item is not None)
+
+    def def_param(self, meta, items):
+        return (items[0], items[1])
 
     def implies(self, meta, items):
         return ast.Implies(items[0], items[1], _meta_span(meta))
@@ -266,6 +302,8 @@ class _ToAst:
 
     def call(self, meta, items):
         func, *arguments = items
+        if str(func) in _PREFIX_WORDS:
+            raise ParseError(_prefix_after_operator(str(func), _token_span(func), self.source))
         args, kwargs = [], []
         for argument in arguments:
             if argument is None:  # `f()` placeholder
@@ -282,6 +320,7 @@ class _ToAst:
 
 _STATEMENT_KEYWORDS = {
     "TASK": "task",
+    "DEF": "def",
     "PARAM": "param",
     "OBJECT": "object",
     "REGION": "region",
@@ -308,6 +347,7 @@ _EXPRESSION_STARTS = {
     "DURING",
     "FORALL",
     "EXISTS",
+    "EXACTLY",
 }
 _OPERATORS = {"AND", "OR", "IMPLIES", "UNTIL", "CMP", "ADD_OP", "MINUS", "MUL_OP"}
 _WORDS = {
@@ -340,7 +380,9 @@ def describe_expected(expected: set[str]) -> str:
     if statements and statements <= roles:
         parts.append("a rule role `goal` or `process`")
     elif len(statements) >= 3:
-        parts.append("a statement (`task`, `param`, `object`, `region`, `image`, `objects`, `goal` or `process`)")
+        parts.append(
+            "a statement (`task`, `param`, `object`, `region`, `image`, `objects`, `def`, `goal` or `process`)"
+        )
     elif statements:
         parts.extend(f"`{_STATEMENT_KEYWORDS[s]}`" for s in sorted(statements))
     expected -= set(_STATEMENT_KEYWORDS)
@@ -357,7 +399,21 @@ def describe_expected(expected: set[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
-_PREFIX_WORDS = {"always", "eventually", "next", "during", "forall", "exists", "at"}
+_PREFIX_WORDS = {"always", "eventually", "next", "during", "forall", "exists", "at", "exactly"}
+
+
+def _prefix_after_operator(word: str, span: Span, source: Source) -> Diagnostic:
+    """`a and eventually (b)`: after an operator the prefix reads as a call; say how to parenthesise."""
+    operator = _previous_word(source.text, span.start)
+    before = (
+        f"a {operator} " if operator in ("and", "or", "implies", "until") else ("not " if operator == "not" else "")
+    )
+    return Diagnostic(
+        "E101",
+        f"`{word}` needs parentheses here: it takes everything to its right",
+        span,
+        f"a prefix cannot follow `{operator or 'this operator'}` directly: write `{before}({word} ...)`",
+    )
 
 
 def _previous_word(text: str, offset: int) -> str:

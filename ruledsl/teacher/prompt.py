@@ -28,12 +28,17 @@ A program declares entities, then rules. One statement per line; `#` starts a co
                                              every blob of a colour at that frame, each tracked as its own
                                              object (`largest(NAME)`, `nth(NAME, 2, by="x")` pick one)
   image NAME = frame() at start              a frame of the video, for `at end matches(NAME, region)`
+  def NAME(o, r: region) = FORMULA-or-NUMBER a named formula or measure, used as NAME(a, b)
+                                             (a def without parameters is used as NAME)
   goal NAME: FORMULA [weight N]              a property of the final state
   process NAME: FORMULA [weight N]           a property of the whole trajectory
 Formulas: `always F`, `eventually F`, `at end F`, `at start F`, `next F`, `F until G`,
 `during [0.5, end] F` (fractions of the video, or integer frames), `not F`, `F and G`, `F or G`,
 `F implies G`, comparisons of measures like `speed(agent) <= 0.1`.
-A prefix (always, eventually, at, during, forall) takes everything to its right: `always a and b`
+Over collections: `forall a, b in C where G: F` (pairs of distinct members), `at most 1 of x in C: F`,
+`at least 2 of ...`, `exactly 3 of x in C where G: F` (members satisfying F at a frame), `exactly 9 times F`
+(how many times F becomes true), `sorted(C, by=area, along=x)`, `distinct(C, by=x, tol=0.05)`.
+A prefix (always, eventually, at, during, forall, at most, exactly) takes everything to its right: `always a and b`
 means `always (a and b)`; write `a and (always b)`.
 Positions and distances are fractions of the frame (0 to 1), so programs work at any resolution.
 `ask "yes/no question"` is a formula answered by a vision-language model looking at the video (a few
