@@ -7,6 +7,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.agreement import judge
 from ruledsl.cli import app
 from ruledsl.tasks import suite
 from ruledsl.tasks.layout import program_params, read_task, write_task
@@ -202,3 +203,14 @@ def test_reasoner_and_bench_keep_the_grid_families():
     grid = ["maze", "grid_path", "avoid", "two_targets", "key_door"]
     assert list(FAMILIES) == grid == list(FAMILY_IDS)
     assert suite.ALL_FAMILIES == (*grid, "sliding", "sort_size", "cards")
+
+
+@pytest.mark.parametrize("family", SHAPE_FAMILIES)
+@pytest.mark.parametrize("split", ["test", "ood"])
+def test_example_programs_agree_with_scorers(family, split):
+    # examples/<family>.rule vs the independent scorer on the ground truth and every corruption
+    # (benchmarks/agreement.py runs 30 instances per split).
+    outcomes = judge(family, range(2), split=split)
+    assert {o.case for o in outcomes} == {"ground truth", *SHAPE_KINDS[family]}
+    disagreements = [o for o in outcomes if not o.agree]
+    assert not disagreements, [(o.case, o.index, o.scorer, o.program, o.failed_rules, o.reasons) for o in disagreements]

@@ -153,10 +153,12 @@ def sort_paths(
         others = [(current[o], radii[o]) for o in radii if o != name]
         a, b = current[name], targets[name]
         routes = [[a, b], [a, (a[0], MIDDLE_LANE), (b[0], MIDDLE_LANE), b]]
-        for route in routes:
+        # A straight line must pass others with room to spare (3 % of the frame: a pixel or two apart looks
+        # like touching at small sizes); the lane route passes the rows at least 1 % apart.
+        for route, clearance in zip(routes, (0.03, 0.01)):
             points = [p for u, v in zip(route, route[1:]) for p in _segment(u, v, SORT_SPEED)]
             fine = [p for u, v in zip(route, route[1:]) for p in _segment(u, v, 0.005)]
-            if not any(_collides(p, radii[name], others, 0.01) for p in fine):
+            if not any(_collides(p, radii[name], others, clearance) for p in fine):
                 break
         else:
             return None
@@ -207,7 +209,7 @@ def make_sort_size(rng: random.Random, count: int, smallest: tuple[float, float]
 
 CARD_COLORS = {"red": "tint_red", "blue": "tint_blue", "green": "tint_green", "purple": "tint_purple"}
 SLOT_PAD = 0.015
-COVER_SPEED, CARD_SPEED = 0.035, 0.06
+COVER_SPEED, CARD_SPEED = 0.045, 0.05
 
 
 def _box(centre: Point, size: tuple[float, float], pad: float = 0.0) -> tuple[float, float, float, float]:

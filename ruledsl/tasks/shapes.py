@@ -167,7 +167,8 @@ def shape_solution_plan(instance: ShapeInstance, frames: int | None = None) -> S
 
 
 def render_shapes(instance: ShapeInstance, plan: ShapePlan, size: tuple[int, int]) -> np.ndarray:
-    """uint8 [T, H, W, 3]: crisp flat colours, a pixel belongs to a shape when its centre lies inside it."""
+    """uint8 [T, H, W, 3]: crisp flat colours; a pixel belongs to a circle when its centre lies inside it,
+    rectangles cover whole pixels."""
     height, width = size
     if min(height, width) < 8:
         raise ValueError(f"{height}x{width} pixels is too small for a shape task (at least 8 x 8)")
@@ -194,11 +195,15 @@ def render_shapes(instance: ShapeInstance, plan: ShapePlan, size: tuple[int, int
             cx, cy = at[0] * width, at[1] * height
             if shape.kind == "circle":
                 inside = (xs - cx) ** 2 + (ys - cy) ** 2 < (w / 2) ** 2
-            else:
-                inside = (np.abs(xs - cx) < w / 2) & (np.abs(ys - cy) < h / 2)
-            video[t][inside] = SHAPE_PALETTE[plan.colors[name][t]]
+                video[t][inside] = SHAPE_PALETTE[plan.colors[name][t]]
+                continue
+            # Rectangles snap to whole pixels with a size that does not depend on where they are, so equal
+            # shapes (and their marks) cover equal pixel counts anywhere in the frame.
+            pw, ph = max(1, round(w)), max(1, round(h))
+            left, top = round(cx - pw / 2), round(cy - ph / 2)
+            video[t][top : max(top + ph, 0), max(left, 0) : max(left + pw, 0)] = SHAPE_PALETTE[plan.colors[name][t]]
             for mx0, my0, mx1, my1 in shape.marks:
-                left, top = cx - w / 2, cy - h / 2
-                mark = (xs >= left + mx0 * w) & (xs < left + mx1 * w) & (ys >= top + my0 * h) & (ys < top + my1 * h)
-                video[t][mark & inside] = SHAPE_PALETTE[shape.mark_color]
+                y0, y1 = top + round(my0 * ph), top + round(my1 * ph)
+                x0, x1 = left + round(mx0 * pw), left + round(mx1 * pw)
+                video[t][max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = SHAPE_PALETTE[shape.mark_color]
     return video
