@@ -158,8 +158,39 @@ def generation_grammar() -> str:
 
     text = grammar_text().replace("start: _statement*", "start: _statement+")
     text = re.sub(r"^([A-Z_]+)\.\d+:", r"\1:", text, flags=re.M)
-    text = re.sub(r"^COLOR: .*$", "COLOR: /#[0-9a-f]{6}/", text, flags=re.M)
+    # rule.lark reads `#c08007orange` as a comment (a colour must not run into a name): without
+    # look-around, a generated colour always ends with a space instead.
+    text = re.sub(r"^COLOR: .*$", "COLOR: /#[0-9a-f]{6} /", text, flags=re.M)
+    # lark's contextual lexer reads a keyword wherever one may stand (`exactly * 2` is the start of
+    # `exactly K of ...`, `at least x` of `at least K times ...`); llguidance would also take the word
+    # as a NAME there. So generated names are never keywords: then the two always agree.
+    from ruledsl.lsp.completion import language_keywords
+
+    text = re.sub(r"^NAME: .*$", lambda _: f"NAME: /{name_excluding(sorted(language_keywords()))}/", text, flags=re.M)
     return text.replace("%ignore COMMENT\n", "")
+
+
+def name_excluding(words: list[str]) -> str:
+    """A regex (no look-around, which llguidance lacks) for identifiers `[A-Za-z_][A-Za-z0-9_]*` other
+    than `words`: walk the words' trie; at each prefix either stop (if the prefix is not a word), or
+    leave the trie with a character no word continues with, or go on along the trie."""
+    import string
+
+    letters, digits, rest = string.ascii_letters + "_", string.digits, "A-Za-z0-9_"
+
+    def node(prefix: str) -> str:
+        nexts = sorted({w[len(prefix)] for w in words if w.startswith(prefix) and len(w) > len(prefix)})
+        options = []
+        if prefix and prefix not in words:
+            options.append("")  # the identifier ends here
+        pool = letters + (digits if prefix else "")  # what may come next: no digit first
+        free = "".join(c for c in pool if c not in nexts)  # characters no word continues with
+        if free:
+            options.append(f"[{free}][{rest}]*")
+        options.extend(c + node(prefix + c) for c in nexts)
+        return "(" + "|".join(options) + ")" if len(options) > 1 else options[0]
+
+    return node("")
 
 
 def torch_zeros(size: int):
