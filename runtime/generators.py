@@ -140,6 +140,11 @@ class VideoGenerator(ABC):
                 self._cached = cached = (condition, batch, self.encode(condition, batch))
         return cached[2]
 
+    def window_step(self, call: int) -> int:
+        """Which of the `steps` sampling steps denoiser call `call` is, for the gradient window.
+        One call per step by default; an autoregressive model runs the steps once per frame."""
+        return call
+
     def rollout(self, condition: Condition, noise: torch.Tensor, grad_steps: int | GradientWindow = 0) -> torch.Tensor:
         """Denoise `noise` [B, ...]; the graph is kept through `grad_steps` (an int K: the last K steps,
         or a GradientWindow) and the decode; returns [B, T, 3, H, W] in [0, 1]. Under no_grad nothing
@@ -149,16 +154,19 @@ class VideoGenerator(ABC):
         graph = torch.is_grad_enabled()
         conditioning = self.conditioning(condition, noise.shape[0])
         latents = self.start(noise, conditioning)
-        for i, t in enumerate(self.timesteps(noise, conditioning)):
-            with torch.set_grad_enabled(graph and i in carry):
-                if window.checkpoint and graph and i in carry:
+        calls = list(self.timesteps(noise, conditioning))
+        in_window = [self.window_step(i) in carry for i in range(len(calls))]
+        first = in_window.index(True) if graph and any(in_window) else len(calls)
+        for i, t in enumerate(calls):
+            with torch.set_grad_enabled(graph and in_window[i]):
+                if window.checkpoint and graph and in_window[i]:
                     prediction = torch.utils.checkpoint.checkpoint(
                         self.predict, latents, t, conditioning, use_reentrant=False
                     )
                 else:
                     prediction = self.predict(latents, t, conditioning)
             # Once inside the window the latents keep the graph through every update.
-            with torch.set_grad_enabled(graph and len(carry) > 0 and i >= carry[0]):
+            with torch.set_grad_enabled(i >= first):
                 latents = self.step(prediction.to(latents.dtype), t, latents, conditioning)
         with torch.set_grad_enabled(graph and len(carry) > 0):
             return self.decode(latents, conditioning).float()
@@ -320,6 +328,10 @@ class ReasonerGenerator(VideoGenerator):
         self.steps = steps or model.config.get("steps", 8)
         self.size = model.config["size"]
         self.scheduler = make_scheduler()
+        # v2 autoregressive (config `context` K > 0): frames 1.. are generated one after another, each
+        # by its own `steps` Euler steps from its K frames before and the motion history of all
+        # frames before; a call sees K + 1 frames.
+        self.context = model.config.get("context", 0) if self.latent else 0
 
     @classmethod
     def from_pretrained(
@@ -355,8 +367,55 @@ class ReasonerGenerator(VideoGenerator):
 
     def predict(self, latents, t, conditioning):
         _, model_frame, family = conditioning
+        if self.context:
+            return self._predict_next(latents, t, model_frame, family)
         x = latents.to(self.dtype)
         return self.model(x, t.expand(x.shape[0]), model_frame, family)
+
+    # The autoregressive schedule: call i is (frame f, step j); the sigmas are the flow-matching
+    # Euler scheduler's (set_timesteps(steps)), applied to one frame at a time.
+    def timesteps(self, noise, conditioning):
+        if not self.context:
+            return super().timesteps(noise, conditioning)
+        self.scheduler.set_timesteps(self.steps, device=noise.device)
+        return [(f, j) for f in range(1, noise.shape[1]) for j in range(self.steps)]
+
+    def window_step(self, call: int) -> int:
+        return call % self.steps if self.context else call
+
+    def start(self, noise, conditioning):
+        if not self.context:
+            return noise
+        return torch.cat([torch.zeros_like(noise[:, :1]), noise[:, 1:]], dim=1)  # frame 0 is z0: no change
+
+    def _predict_next(self, latents, call, model_frame, family):
+        from ruledsl.runtime.latent_reasoner import context_window, motion_history
+
+        frame, j = call
+        index = context_window(frame, self.context)
+        b = latents.shape[0]
+        t = torch.zeros(b, len(index), device=latents.device)
+        t[:, -1] = self.scheduler.timesteps[j]
+        x = latents[:, index].to(self.dtype)
+        history = motion_history(latents[:, :frame]).to(self.dtype)
+        return self.model(x, t, model_frame, family, torch.tensor(index, device=latents.device), history)[:, -1]
+
+    def step(self, prediction, t, latents, conditioning):
+        if not self.context:
+            return super().step(prediction, t, latents, conditioning)
+        frame, j = t
+        sigmas = self.scheduler.sigmas
+        updated = latents[:, frame] + (sigmas[j + 1] - sigmas[j]) * prediction  # the scheduler's Euler step
+        return torch.cat([latents[:, :frame], updated[:, None], latents[:, frame + 1 :]], dim=1)
+
+    def nfe(self, grad_steps: int | GradientWindow = 0) -> float:
+        """As `VideoGenerator.nfe`, in forward-equivalents of a call over the model's `frames`: an
+        autoregressive call sees K + 1 of them and there is one per step and frame after the first."""
+        base = super().nfe(grad_steps)
+        if not self.context:
+            return base
+        frames = self.model.config["frames"]
+        return base * (frames - 1) * (self.context + 1) / frames
 
     def decode(self, latents, conditioning):
         first, model_frame = conditioning[:2]

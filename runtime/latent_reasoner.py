@@ -103,6 +103,7 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         size: int = 64,
         frames: int = 16,
         steps: int = 8,
+        context: int = 0,
     ):
         super().__init__()
         self.codec = PaletteAutoencoder(**(codec_config or {}))
@@ -112,7 +113,8 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         self.time_mlp = nn.Sequential(nn.Linear(embed, embed), nn.SiLU(), nn.Linear(embed, embed))
         self.family_embedding = nn.Embedding(families, embed)
         self.frame_proj = nn.Linear(embed, channels)
-        self.proj_in = nn.Conv3d(2 * tokens, channels, 1)
+        # Inputs per frame: the noisy sample, z0 and (autoregressive) the motion history.
+        self.proj_in = nn.Conv3d((3 if context else 2) * tokens, channels, 1)
         self.blocks = nn.ModuleList([Block(channels, embed, heads) for _ in range(depth)])
         self.norm_out = nn.GroupNorm(8, channels)
         self.proj_out = nn.Conv3d(channels, tokens, 1)
@@ -142,14 +144,24 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         timestep: torch.Tensor,
         first_latent: torch.Tensor,
         family: torch.Tensor | None = None,
+        frame_index: torch.Tensor | None = None,
+        history: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """sample [B, T, C, h, w] noisy latent changes, timestep [B] in [0, 1000], first_latent [B, C, h, w]."""
+        """sample [B, T, C, h, w] noisy latent changes, timestep [B] or per frame [B, T] in [0, 1000],
+        first_latent [B, C, h, w]. Autoregressive models (config `context` K > 0) take a window of
+        K context frames and the frame being generated (T = K + 1), their indices in the video
+        `frame_index` [T] or [B, T], and the `history` [B, C, h, w] of the frames before it (`motion_history`)."""
         b, t, _, height, width = sample.shape
         if height % self.config["patch"] or width % self.config["patch"]:
             raise ValueError(
                 f"latent height and width must be multiples of {self.config['patch']}, got {height}x{width}"
             )
-        x, emb = conditioned_input(self, sample, first_latent, timestep, family)
+        if bool(self.config["context"]) != (history is not None):
+            raise ValueError(
+                "an autoregressive reasoner (context > 0) needs `history`; a joint one takes none"
+                f" (context={self.config['context']})"
+            )
+        x, emb = conditioned_input(self, sample, first_latent, timestep, family, frame_index, history)
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(block, x, emb, use_reentrant=False)
@@ -165,6 +177,33 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
         """Training data: [B, T, 3, H, W] in [0, 1] -> (z0 [B, C, h, w], changes [B, T, C, h, w])."""
         latents = encode_video(self.codec, video)
         return latents[:, 0], latents - latents[:, :1]
+
+
+def motion_history(changes: torch.Tensor) -> torch.Tensor:
+    """[B, T, C, h, w] latent changes of the frames so far -> [B, C, h, w] their largest |change|:
+    where anything has been (a motion-history image). What an autoregressive model cannot see in its
+    few context frames: which targets were visited, whether the key was picked up."""
+    return changes.abs().amax(1)
+
+
+def context_window(frame: int, context: int) -> list[int]:
+    """Indices of the frames an autoregressive model sees when generating `frame`: the `context`
+    frames before it (frame 0 repeated near the start) and the frame itself."""
+    return [max(0, frame - context + n) for n in range(context)] + [frame]
+
+
+def widen_to_autoregressive(joint: LatentReasonerModel, context: int) -> LatentReasonerModel:
+    """A joint model's weights as the start of an autoregressive one: the same modules, and the
+    input projection's new motion-history channels zero (so it starts as the joint model sees a window)."""
+    config = {k: v for k, v in joint.config.items() if not k.startswith("_")}
+    model = LatentReasonerModel(**{**config, "context": context})
+    state = joint.state_dict()
+    weight = state["proj_in.weight"]
+    wide = torch.zeros_like(model.proj_in.weight)
+    wide[:, : weight.shape[1]] = weight
+    state["proj_in.weight"] = wide
+    model.load_state_dict(state)
+    return model
 
 
 MOVING_WEIGHT = 10.0  # what moves is a few cells of a frame; without this the loss barely sees it
@@ -184,6 +223,37 @@ def flow_matching_loss(
     prediction = model((1 - sigma) * x0 + sigma * noise, sigma.flatten() * 1000, cond, family)
     weight = 1 + MOVING_WEIGHT * moving
     return (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
+
+
+def next_frame_loss(
+    model,
+    z0: torch.Tensor,
+    changes: torch.Tensor,
+    family: torch.Tensor | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The autoregressive reasoner's rectified-flow loss: for each video [B, T, C, h, w] one random
+    frame f ≥ 1 is noised (σ logit-normal) and predicted from its `context` clean frames before it
+    (half the time lightly noised, σ ≤ 0.1, so the model tolerates its own imperfect frames) and the
+    motion history of frames < f. What moves in frame f or f - 1 weighs MOVING_WEIGHT times more."""
+    b, t = changes.shape[:2]
+    k = model.config["context"]
+    g, device = generator, changes.device
+    frames = torch.randint(1, t, (b,), generator=g, device=device)
+    window = torch.stack([torch.tensor(context_window(int(f), k)) for f in frames]).to(device)  # [B, K + 1]
+    x0 = changes[torch.arange(b)[:, None], window]  # [B, K + 1, C, h, w]
+    history = changes.abs().cummax(1).values[torch.arange(b), frames - 1]
+    sigma = torch.sigmoid(torch.randn(b, generator=g, device=device))
+    lightly = torch.rand(b, generator=g, device=device) < 0.5
+    context_sigma = 0.1 * torch.rand(b, generator=g, device=device) * lightly
+    sigmas = torch.cat([context_sigma[:, None].expand(b, k), sigma[:, None]], dim=1)  # [B, K + 1]
+    noise = torch.randn(x0.shape, generator=g, device=device)
+    s = sigmas[:, :, None, None, None]
+    prediction = model((1 - s) * x0 + s * noise, sigmas * 1000, z0, family, window, history)
+    target = noise[:, -1] - x0[:, -1]
+    moving = torch.maximum(moving_mask(x0[:, -1:]), moving_mask(x0[:, -2:-1]))[:, 0]
+    weight = 1 + MOVING_WEIGHT * moving
+    return (weight * (prediction[:, -1] - target) ** 2).mean() / weight.mean()
 
 
 def moving_mask(changes: torch.Tensor) -> torch.Tensor:

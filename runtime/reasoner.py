@@ -48,7 +48,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # x: [B, C, T, h, w]
         h = self.spatial(F.silu(self.norm1(x)))
-        scale, shift = self.film(emb)[:, :, None, None, None].chunk(2, dim=1)
+        film = self.film(emb)  # emb [B, E] (one timestep per video) or [B, T, E] (one per frame)
+        film = film[:, :, None, None, None] if film.dim() == 2 else film.transpose(1, 2)[..., None, None]
+        scale, shift = film.chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
         return x + self.temporal(F.silu(h))
 
@@ -159,23 +161,42 @@ class ReasonerModel(ModelMixin, ConfigMixin):
         return block(x, emb)
 
 
-def conditioned_input(model, sample: torch.Tensor, cond: torch.Tensor, timestep: torch.Tensor, family):
+def conditioned_input(
+    model,
+    sample: torch.Tensor,
+    cond: torch.Tensor,
+    timestep: torch.Tensor,
+    family,
+    frame_index: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
+):
     """The input stage both reasoners share (v1 here, v2 in latent_reasoner.py): the time + family
-    embedding [B, E], and the projected tokens of (noisy sample, per-frame copy of the condition)
-    plus frame-position features, [B, C, T, h, w]. `model` has time_mlp, family_embedding,
-    proj_in, frame_proj, _patchify and config["embed"]."""
+    embedding ([B, E] for a timestep per video [B], [B, T, E] for one per frame [B, T]), and the
+    projected tokens of (noisy sample, per-frame copy of the condition[, of `extra`]) plus
+    frame-position features of `frame_index` [T] or [B, T] (default 0..T-1), [B, C, T, h, w]. `model` has
+    time_mlp, family_embedding, proj_in, frame_proj, _patchify and config["embed"]."""
     b, t = sample.shape[:2]
     if family is None:
         family = torch.full((b,), UNKNOWN_FAMILY, device=sample.device, dtype=torch.long)
-    timestep = timestep.to(sample.device).float().expand(b)
     dtype = model.proj_in.weight.dtype  # the features are float32; a bf16/fp16 model computes in its dtype
-    emb = model.time_mlp(sinusoid(timestep, model.config["embed"]).to(dtype)) + model.family_embedding(family)
-    cond = cond[:, None].expand(b, t, *cond.shape[1:])
-    x = model.proj_in(torch.cat([model._patchify(sample), model._patchify(cond)], dim=1))
-    frame_pos = model.frame_proj(
-        sinusoid(torch.arange(t, device=sample.device) * 10.0, model.config["embed"]).to(dtype)
-    )
-    return x + frame_pos.T[None, :, :, None, None], emb
+    timestep = timestep.to(sample.device).float()
+    if timestep.dim() == 2:  # one timestep per frame
+        features = sinusoid(timestep.reshape(-1), model.config["embed"]).to(dtype)
+        emb = model.time_mlp(features).view(b, t, -1) + model.family_embedding(family)[:, None]
+    else:
+        emb = model.time_mlp(sinusoid(timestep.expand(b), model.config["embed"]).to(dtype))
+        emb = emb + model.family_embedding(family)
+    inputs = [sample, cond[:, None].expand(b, t, *cond.shape[1:])]
+    if extra is not None:
+        inputs.append(extra[:, None].expand(b, t, *extra.shape[1:]))
+    x = model.proj_in(torch.cat([model._patchify(v) for v in inputs], dim=1))
+    if frame_index is None:
+        frame_index = torch.arange(t, device=sample.device)
+    index = frame_index.to(sample.device)  # [T], or [B, T] when each video's window differs
+    features = sinusoid(index.reshape(-1) * 10.0, model.config["embed"]).to(dtype)
+    frame_pos = model.frame_proj(features).view(*index.shape, -1)
+    frame_pos = frame_pos if frame_pos.dim() == 3 else frame_pos[None]
+    return x + frame_pos.transpose(1, 2)[..., None, None], emb
 
 
 def family_ids(families: list[str | None], device=None) -> torch.Tensor:

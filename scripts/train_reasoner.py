@@ -6,6 +6,10 @@
     OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 --codec RUN/codec/best \
         --run RUN/reasoner --out models/reasoner --max-steps 12000 --minutes 45 [--resume]
 
+    # v2 autoregressive, warm-started from a joint v2 model (runtime/latent_reasoner.py, next_frame_loss)
+    OMP_NUM_THREADS=1 python scripts/train_reasoner.py --arch v2 --init models/reasoner --context 2 \
+        --sample-steps 4 --run RUN --out RUN/ema --batch 24 --max-steps 12000 --minutes 45 [--resume]
+
 Rectified flow: x_σ = (1 - σ)·x₀ + σ·ε with σ logit-normal, the model predicts ε - x₀; what moves
 weighs MOVING_WEIGHT (runtime/latent_reasoner.py) times more (v1: pixels that differ from the first frame; v2: latent positions
 whose change from the first frame's latent is non-zero), and the task family is dropped 10 % of the
@@ -34,7 +38,7 @@ import torch
 from run_state import load_run_state, save_run_state, update
 
 from ruledsl.runtime.generators import Condition, ReasonerGenerator
-from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
+from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask, next_frame_loss
 from ruledsl.runtime.reasoner import FAMILY_IDS, UNKNOWN_FAMILY
 from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import render, solution_plan
@@ -81,11 +85,15 @@ class V2:
 
     def __init__(self, args):
         from ruledsl.runtime.frame_codec import PaletteAutoencoder
-        from ruledsl.runtime.latent_reasoner import LatentReasonerModel
+        from ruledsl.runtime.latent_reasoner import LatentReasonerModel, widen_to_autoregressive
 
         if args.init is not None:
-            # Warm start: the whole model (denoiser and codec) from an exported folder; its config wins.
+            # Warm start: the whole model (denoiser and codec) from an exported folder; its config wins,
+            # except that --context K > 0 turns a joint model into an autoregressive one.
             self.model = LatentReasonerModel.from_pretrained(args.init, use_safetensors=True)
+            if args.context and not self.model.config["context"]:
+                self.model = widen_to_autoregressive(self.model, args.context)
+            self.model.register_to_config(steps=args.sample_steps)
         else:
             if args.codec is None:
                 raise SystemExit("--arch v2 needs --codec FOLDER (a frame codec from scripts/train_decoder.py)")
@@ -97,6 +105,7 @@ class V2:
                 size=V2_SIZE,
                 frames=FRAMES,
                 steps=args.sample_steps,
+                context=args.context,
             )
             self.model.codec.load_state_dict(codec.state_dict())
         self.model.codec.eval().requires_grad_(False)
@@ -120,8 +129,9 @@ class V2:
         z0 = torch.stack([p[0] for p in picks]).float()
         x0 = torch.stack([p[1] for p in picks]).float()
         family = torch.tensor([UNKNOWN_FAMILY if rng.random() < 0.1 else p[2] for p in picks])
-        moving = moving_mask(x0)
-        return flow_matching_loss(self.model, x0, z0, family, moving)
+        if self.model.config["context"]:
+            return next_frame_loss(self.model, z0, x0, family)
+        return flow_matching_loss(self.model, x0, z0, family, moving_mask(x0))
 
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:
@@ -196,7 +206,19 @@ def main() -> None:
     )
     parser.add_argument("--channels", type=int, default=64, help="v2: denoiser width")
     parser.add_argument("--depth", type=int, default=4, help="v2: denoiser blocks")
-    parser.add_argument("--sample-steps", type=int, default=8, help="v2: Euler steps per sample (saved in config)")
+    parser.add_argument(
+        "--sample-steps",
+        type=int,
+        default=8,
+        help="v2: Euler steps per sample (per frame if autoregressive; saved in config)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="v2: 0 denoises all frames together; K > 0 generates frame after frame, each from the K before it "
+        "and the motion history (with --init, a joint model's weights are the start)",
+    )
     parser.add_argument("--buffer-start", type=int, default=256, help="v2: videos encoded before the first step")
     parser.add_argument("--new-per-step", type=int, default=2, help="v2: videos added to the replay buffer per step")
     args = parser.parse_args()
