@@ -5,7 +5,8 @@ Usage: python benchmarks/lora_capacity.py [--model FOLDER] [--split ood] [--per-
 For each task (instances 0..per_family-1 of every family of the split): the seed-0 sample of the
 base model is scored; then a fresh LoRA (rank and lr of runtime.loop.Settings, targets of the
 generator) is trained on that task's ground-truth video alone with the model's denoising loss
-(rectified flow, moving parts upweighted, as in training) for up to --steps steps, checking the
+(rectified flow, moving parts upweighted, as in training; for an autoregressive model the
+next-frame loss) for up to --steps steps, checking the
 seed-0 sample every --check-every steps; a task counts as fixed when that sample passes the
 scorer. If a LoRA cannot reach a task's answer when shown it, test-time optimization with rule
 losses cannot find it either. Prints a table and the fixed count; --json writes the rows.
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
-from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask
+from ruledsl.runtime.latent_reasoner import flow_matching_loss, moving_mask, next_frame_loss
 from ruledsl.runtime.lora import attach_lora, detach_lora
 from ruledsl.runtime.reasoner import family_ids
 from ruledsl.runtime.settings import Settings
@@ -64,13 +65,21 @@ def fit(generator, instance, steps: int, check_every: int, batch: int) -> dict:
     start = time.time()
     try:
         for step in range(1, steps + 1):
-            loss = flow_matching_loss(
-                generator.denoiser,
-                x0.expand(batch, *x0.shape[1:]),
-                cond.expand(batch, *cond.shape[1:]),
-                family.expand(batch),
-                moving.expand(batch, *moving.shape[1:]),
-            )
+            if generator.context:  # autoregressive: random frames, each from its context
+                loss = next_frame_loss(
+                    generator.denoiser,
+                    cond.expand(batch, *cond.shape[1:]),
+                    x0.expand(batch, *x0.shape[1:]),
+                    family.expand(batch),
+                )
+            else:
+                loss = flow_matching_loss(
+                    generator.denoiser,
+                    x0.expand(batch, *x0.shape[1:]),
+                    cond.expand(batch, *cond.shape[1:]),
+                    family.expand(batch),
+                    moving.expand(batch, *moving.shape[1:]),
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

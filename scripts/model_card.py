@@ -99,7 +99,7 @@ def training_text(path: Path, log: dict) -> str:
     if prior:  # a warm start (`--init`): the earlier stage(s) first, then this one, and the total
         total = round(float(prior_minutes(log)), 2)
         return (
-            f"stage 1: {training_text(path, prior)}\n  stage 2, warm-started from stage 1's weights "
+            f"{training_text(path, prior)}\n  Then, warm-started from those weights "
             f"(`--init`, fresh optimizer and schedule): {_training_stage_text(path, log)}\n"
             f"  Total training time: {total} min."
         )
@@ -124,6 +124,11 @@ def _training_stage_text(path: Path, log: dict) -> str:
                 ""
                 if first.get("init") not in (None, "None")
                 else f"--channels {first.get('channels')} --depth {first.get('depth')} "
+            )
+            + (
+                f"--context {first.get('context')} --sample-steps {first.get('sample_steps')} "
+                if first.get("context") not in (None, "None", "0")
+                else ""
             )
             + f"--batch {first.get('batch')} "
             f"--lr {first.get('lr')} --warmup {first.get('warmup')} --max-steps {first.get('max_steps')} "
@@ -175,6 +180,16 @@ def architecture_text(config: dict, params: int, codec_params: int) -> str:
         codec = config["codec_config"]
         down = 2 ** (len(codec["encoder_blocks"]) - 1)
         latent = config["size"] // down
+        k = config.get("context", 0)
+        denoiser = (
+            f"**autoregressive** — generates frame after frame, each frame's latent *change* from the first "
+            f"frame's latent (zero where nothing moves) denoised from the {k} frames before it and a motion history "
+            f"(the largest change so far at each place: which cells were visited), so the next move is decided "
+            f"from where the mover is now"
+            if k
+            else "generates the latent *change* of every frame from the first frame's latent (zero where\n"
+            "  nothing moves), all frames denoised together"
+        )
         return f"""- **Version**: v2 — latent flow matching with a crisp decoder (`LatentReasonerModel`,
   `runtime/latent_reasoner.py`; diffusers `ModelMixin` + `ConfigMixin`, one safetensors file).
 - **Decoder**: a diffusers `AutoencoderTiny` per frame (`runtime/frame_codec.py`), {config["size"]}×{config["size"]} RGB ↔
@@ -183,8 +198,7 @@ def architecture_text(config: dict, params: int, codec_params: int) -> str:
   and crisp (no colour bleed) and the decode stays differentiable. {codec_params / 1e3:.0f} k parameters, frozen.
   `AutoencoderTiny` rather than `AutoencoderKL`: a plain conv stack (no attention, no norms, no
   sampling) that decodes a 16-frame video in tens of ms and backpropagates cheaply on a CPU.
-- **Denoiser**: generates the latent *change* of every frame from the first frame's latent (zero where
-  nothing moves); 2×2 latent patches ({latent // config["patch"]}×{latent // config["patch"]} tokens per frame), {config["depth"]} blocks of
+- **Denoiser**: {denoiser}; 2×2 latent patches ({latent // config["patch"]}×{latent // config["patch"]} tokens per frame), {config["depth"]} blocks of
   [pseudo-3D residual conv with FiLM on time and family, self-attention within each frame, self-attention
   across frames at each position], width {config["channels"]}; projections `to_q`, `to_k`, `to_v`, `to_out.0`
   (the runtime's LoRA targets, with the temporal convs). {params / 1e6:.2f} M parameters.
@@ -254,6 +268,7 @@ def card(path: Path, results: dict, log: dict, seconds: dict, extras: str) -> st
             rows.append(f"| {split} | {family} | {r['pass_rate']:.0%} | {r['mean_score']:.2f} | {common} |")
     n = next(iter(next(iter(results.values())).values()))["n"]
     steps = config.get("steps", 8)
+    per_frame = " per frame (frame after frame)" if config.get("context") else ""
     return f"""# ruledsl reasoner
 
 A small image-to-video model for the ruledsl task suite: given a task's first frame (and its family when
@@ -261,7 +276,7 @@ known) it generates the video that should solve it. It runs on a CPU in a fracti
 large video models, often breaks the task's rules — which test-time optimization then has to fix.
 
 {architecture_text(config, generator_params, codec_params)}
-- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, {steps} steps, {config.get("size")}×{config.get("size")} frames,
+- **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, {steps} steps{per_frame}, {config.get("size")}×{config.get("size")} frames,
   16 frames (more for longer `ood` solutions); one 16-frame sample (every step and the decode):
   {seconds[1]:.3f} s on 1 CPU thread, {seconds[2]:.3f} s on 2 (median of 3, measured while other jobs shared the machine).
 - **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed 0),
