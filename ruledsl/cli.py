@@ -404,7 +404,10 @@ def optimize(
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     sample_steps: int = typer.Option(
-        None, "--sample-steps", min=1, help="Denoising steps per rollout; default: the model's (8)."
+        None,
+        "--sample-steps",
+        min=1,
+        help="Denoising steps per rollout (per frame for an autoregressive reasoner); default: the model's.",
     ),
     method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
@@ -767,7 +770,7 @@ def reasoner_info(
     """Architecture, size, training and measured base scores of the reasoner (its model card)."""
     from ruledsl.runtime.generators import DEFAULT_REASONER
 
-    folder = model or DEFAULT_REASONER
+    folder = model or Path(os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER)  # as load_generator
     card = folder / "README.md"
     if not (folder / "config.json").exists():
         _stderr(f"error: no reasoner at {folder}")
@@ -780,7 +783,9 @@ def reasoner_sample(
     task: Path = typer.Argument(..., help="A task folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Video to write (.mp4, .gif or a folder)."),
     seed: int = typer.Option(Settings.seed, "--seed"),
-    steps: int = typer.Option(None, "--steps", min=1, help="Sampling steps; default: the model's (8)."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, help="Sampling steps (per frame for an autoregressive reasoner); default: the model's."
+    ),
     model: Path = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
