@@ -1,6 +1,7 @@
 """Measure a reasoner's base results and write its model card (v1 or v2, from the folder's config).
 
     python scripts/model_card.py models/reasoner [--n 20] [--decoder-agreement A.json] [--lora-capacity L.json]
+    python scripts/model_card.py RUN/ema --n 10 --choose 3 4 6 8    # sampling steps, chosen on `train`
 
 Samples `--n` held-out instances per family of the `test` and `ood` splits (noise seed 0, the
 model's Euler steps), judges them with the independent scorers, and writes `results.json` and
@@ -315,8 +316,24 @@ def main() -> None:
         action="store_true",
         help="take the scorer results from the folder's results.json (timing is re-measured)",
     )
+    parser.add_argument(
+        "--choose",
+        nargs="+",
+        type=int,
+        metavar="STEPS",
+        help="choose the sampling steps: the pass rate and failure breakdown on `train` instances for each "
+        "step count, printed; nothing is written",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.choose:
+        for steps in args.choose:
+            train = measure(ReasonerGenerator(path=args.path, steps=steps), args.n, splits=("train",))
+            passed = sum(r["n"] - r["failing"] for r in train["train"].values())
+            print(f"{steps} steps: {passed}/{5 * args.n} pass on train; " + ", ".join(
+                f"{family} {r['pass_rate']:.0%}" for family, r in train["train"].items()))  # fmt: skip
+            print("\n".join(breakdown(train)))
+        return
     generator = ReasonerGenerator(path=args.path)
     seconds = {threads: sample_seconds(generator, threads) for threads in (1, 2)}
     if args.reuse:
