@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ruledsl.tasks import suite
 from ruledsl.tasks.corrupt import KINDS
-from ruledsl.tasks.layout import program_params
+from ruledsl.tasks.layout import params_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = ("ground truth", *KINDS)  # the grid families' cases
@@ -61,7 +61,7 @@ def judge(
     outcomes = []
     for index in indices:
         instance = suite.generate(family, index, seed, split)
-        compiled = program.compile(params=program_params(instance.to_dict(), size))
+        compiled = program.compile(params=params_for(program, instance.to_dict(), size))
         meta = instance.to_dict()
         for case in cases(family):
             plan = suite.solution(instance) if case == "ground truth" else suite.corrupt(instance, case)

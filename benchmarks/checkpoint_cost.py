@@ -26,7 +26,7 @@ from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.runtime.reasoner import ReasonerModel
 from ruledsl.runtime.run import CheckpointWriter, checkpoint_bytes, write_atomic
 from ruledsl.tasks.families import generate
-from ruledsl.tasks.layout import program_params
+from ruledsl.tasks.layout import params_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,8 @@ def tiny_case():
 
 def shipped_case():
     instance = generate("maze", 0, 0, "test")
-    program = ruledsl.load(ROOT / "examples" / "maze.rule").compile(params=program_params(instance.to_dict(), (64, 64)))
+    maze = ruledsl.load(ROOT / "examples" / "maze.rule")
+    program = maze.compile(params=params_for(maze, instance.to_dict(), (64, 64)))
     return program, condition_from_instance(instance), ReasonerGenerator()
 
 

@@ -23,7 +23,7 @@ import ruledsl
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.runtime.loop import Budget, Settings, nfe_budget_for, optimize
 from ruledsl.tasks.families import FAMILIES, generate
-from ruledsl.tasks.layout import program_params
+from ruledsl.tasks.layout import params_for
 from ruledsl.tasks.scorers import score_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def main() -> None:
         program = ruledsl.load(ROOT / "examples" / f"{family}.rule")
         for index in range(args.n):
             instance = generate(family, index, 0, args.split)
-            compiled = program.compile(params=program_params(instance.to_dict(), (64, 64)))
+            compiled = program.compile(params=params_for(program, instance.to_dict(), (64, 64)))
             condition = condition_from_instance(instance)
             meta = instance.to_dict()
             record = {"family": family, "index": index}
@@ -85,9 +85,8 @@ def main() -> None:
             print(json.dumps(record), flush=True)
     # The share of a LoRA step spent in the compiled loss (forward + backward), measured on one instance.
     instance = generate("maze", 0, 0, "test")
-    compiled = ruledsl.load(ROOT / "examples" / "maze.rule").compile(
-        params=program_params(instance.to_dict(), (64, 64))
-    )
+    maze = ruledsl.load(ROOT / "examples" / "maze.rule")
+    compiled = maze.compile(params=params_for(maze, instance.to_dict(), (64, 64)))
     video = generator.sample(condition_from_instance(instance), 0).detach().requires_grad_(True)
     start = time.perf_counter()
     for _ in range(10):

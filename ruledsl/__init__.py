@@ -41,6 +41,11 @@ class RuleProgram:
     def warnings(self) -> list[Diagnostic]:
         return self.checked.warnings
 
+    @property
+    def params(self) -> dict[str, float]:
+        """The numeric params a caller may override (`compile(params=...)`), with their values."""
+        return {name: value for name, value in self.checked.constants.items() if isinstance(value, float)}
+
     def compile(self, **options):
         """Lower to IR and return a CompiledProgram (exact + smooth semantics); see ruledsl.compiler."""
         from ruledsl.compiler import compile_program

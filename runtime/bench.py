@@ -151,14 +151,15 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
     from ruledsl.runtime.generators import condition_from_instance, to_uint8
     from ruledsl.runtime.loop import Budget, Settings, optimize
     from ruledsl.tasks.families import generate
-    from ruledsl.tasks.layout import program_params
+    from ruledsl.tasks.layout import params_for
     from ruledsl.tasks.scorers import score_video
 
     torch.set_num_threads(1)  # one worker per instance; more threads per worker only contend
     instance = generate(family, index, config.seed, config.split)
     meta = instance.to_dict()
     rules = Path(str(resources.files("ruledsl.examples"))) / f"{family}.rule"
-    program = ruledsl.load(rules).compile(params=program_params(meta, (config.size, config.size)))
+    loaded = ruledsl.load(rules)
+    program = loaded.compile(params=params_for(loaded, meta, (config.size, config.size)))
     condition = condition_from_instance(instance, config.size)
     generator = _generator(config)
     videos = Path(config.out) / "videos"

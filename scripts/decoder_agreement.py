@@ -51,7 +51,7 @@ def measure(codec, size: int, n: int, split: str = "test") -> dict:
     from ruledsl.compiler.video_io import to_tensor
     from ruledsl.tasks.corrupt import KINDS, corrupt
     from ruledsl.tasks.families import FAMILIES, generate
-    from ruledsl.tasks.layout import program_params
+    from ruledsl.tasks.layout import params_for
     from ruledsl.tasks.render import render, solution_plan
     from ruledsl.tasks.scorers import score_video
 
@@ -62,7 +62,7 @@ def measure(codec, size: int, n: int, split: str = "test") -> dict:
         for index in range(n):
             instance = generate(family, index, 0, split)
             meta = instance.to_dict()
-            compiled = program.compile(params=program_params(meta, (size, size)))
+            compiled = program.compile(params=params_for(program, meta, (size, size)))
             cases = ("ground truth", *KINDS)
             originals = [
                 render(

@@ -143,7 +143,7 @@ def test_param_overrides_are_checked_like_declarations(value, words):
     with pytest.raises(CompileError) as error:
         program.compile(params={"cell": value})
     message = str(error.value)
-    assert "grid_path.rule:13:" in message and "`cell` of `grid_step`" in message and words in message
+    assert "grid_path.rule:15:" in message and "`cell` of `grid_step`" in message and words in message
     assert "cell=" in message
 
 
@@ -173,7 +173,7 @@ def test_cli_param_override_out_of_range_exits_2_with_the_location(tmp_path):
     video = write_video(tmp_path / "v.gif", scene()[0])
     result = CliRunner().invoke(app, ["eval", str(ROOT / "examples" / "grid_path.rule"), str(video), "-p", "cell=0"])
     assert result.exit_code == 2
-    assert "grid_path.rule:13:" in result.stderr and "cell=0" in result.stderr and "Traceback" not in result.output
+    assert "grid_path.rule:15:" in result.stderr and "cell=0" in result.stderr and "Traceback" not in result.output
 
 
 # ---- D22: until in linear memory -------------------------------------------------------------------

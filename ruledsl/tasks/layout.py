@@ -78,7 +78,7 @@ def program_params(metadata: dict | None, size: tuple[int, int]) -> dict[str, fl
     """The rule-program params a task's metadata sets, for frames of `size` (height, width).
 
     `cell`: one grid cell in fractions of the frame's longer side (the unit the example programs
-    use). The one place this is computed: `eval --task`, `optimize --task`, benchmarks. Shape families
+    use), with the task's own numbers (`params`, e.g. grid_path's `shortest`). The one place this is computed: `eval --task`, `optimize --task`, benchmarks. Shape families
     (no grid) give theirs in `program_params` (numbers, fractions of the longer side of a square frame).
     """
     if metadata is None:
@@ -95,7 +95,17 @@ def program_params(metadata: dict | None, size: tuple[int, int]) -> dict[str, fl
         }
     height, width = size
     grid = metadata["grid"]
-    return {"cell": max(height / grid["rows"], width / grid["cols"]) / max(height, width)}
+    numbers = {  # the task's own numbers, e.g. grid_path's `shortest` (moves of a shortest path)
+        str(name): float(value)
+        for name, value in (metadata.get("params") or {}).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    return {**numbers, "cell": max(height / grid["rows"], width / grid["cols"]) / max(height, width)}
+
+
+def params_for(program, metadata: dict | None, size: tuple[int, int]) -> dict[str, float]:
+    """`program_params` restricted to the params `program` (a RuleProgram) declares: what to compile it with."""
+    return {name: value for name, value in program_params(metadata, size).items() if name in program.params}
 
 
 def check_metadata(metadata, where: str = "metadata") -> None:

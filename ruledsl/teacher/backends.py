@@ -167,6 +167,9 @@ def generation_grammar() -> str:
     from ruledsl.lsp.completion import language_keywords
 
     text = re.sub(r"^NAME: .*$", lambda _: f"NAME: /{name_excluding(sorted(language_keywords()))}/", text, flags=re.M)
+    # llguidance may also put a keyword right against a name (`paramx`, `a in C` as `ain C`), which
+    # rule.lark reads as one name: a generated keyword always has a space on each side.
+    text = re.sub(r'"([a-z_]+)"', r'" \1 "', text)
     return text.replace("%ignore COMMENT\n", "")
 
 
