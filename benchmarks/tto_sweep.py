@@ -33,13 +33,14 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default="benchmarks/results/tto_sweep")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
     for name in names:
         bench.METHODS[name] = bench.BenchMethod(name, f"tto with {VARIANTS[name] or 'the defaults'}", "tto",
                                                 settings=VARIANTS[name])  # fmt: skip
     config = bench.BenchConfig(out=args.out, split="train", n=args.n, seed=args.seed, budgets=tuple(args.budget or [400]),
-                               methods=("best-of-n", *names), workers=args.workers)  # fmt: skip
+                               methods=("best-of-n", *names), workers=args.workers, steps=args.sample_steps)  # fmt: skip
     summary = bench.run_bench(config, resume=args.resume, force=not args.resume)
     print(bench.table_markdown(summary))
 

@@ -517,7 +517,8 @@ def optimize(
         _stderr(f"error: writing the run to {out}: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
-    print(f"{verdict} after {report.steps} steps ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
+    taken = f"{report.steps} step{'' if report.steps == 1 else 's'}"
+    print(f"{verdict} after {taken} ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
         + (", lora.safetensors" if result.lora else "")
@@ -588,7 +589,12 @@ def bench(
     model: Path = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
-    steps: int = typer.Option(8, "--sample-steps", min=1, help="Denoising steps per rollout."),
+    steps: int = typer.Option(
+        None,
+        "--sample-steps",
+        min=1,
+        help="Denoising steps per rollout (per frame if autoregressive); default: the model's.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a bench in --out, skipping finished instances."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier bench."),
 ) -> None:

@@ -80,7 +80,7 @@ class BenchConfig:
     methods: tuple[str, ...] = ("base", "best-of-n", "lora-v1")
     budgets: tuple[float, ...] = (400.0,)
     model: str | None = None  # a model folder (load_generator); None: the built-in reasoner
-    steps: int = 8  # sampling steps per rollout
+    steps: int | None = None  # sampling steps per rollout (per frame if autoregressive); None: the model's
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None  # the frozen model's dtype; None: float32
     size: int = 64  # the first frame is rendered at size x size

@@ -418,11 +418,13 @@ class ReasonerGenerator(VideoGenerator):
         return base * (frames - 1) * (self.context + 1) / frames
 
     def decode(self, latents, conditioning):
+        """Frame 0 is the condition's own first frame (v2 does not decode it: it would be discarded)."""
         first, model_frame = conditioning[:2]
         if self.latent:
             from ruledsl.runtime.frame_codec import decode_video
 
-            video = decode_video(self.model.codec, (model_frame[:, None] + latents.to(self.dtype))).float().clamp(0, 1)
-        else:
-            video = ((latents + 1) / 2).clamp(0, 1)
+            later = model_frame[:, None] + latents[:, 1:].to(self.dtype)
+            video = decode_video(self.model.codec, later).float().clamp(0, 1)
+            return torch.cat([first[:, None], video], dim=1)
+        video = ((latents + 1) / 2).clamp(0, 1)
         return torch.cat([first[:, None], video[:, 1:]], dim=1)
