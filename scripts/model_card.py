@@ -102,7 +102,7 @@ def training_text(path: Path, log: dict) -> str:
         return (
             f"{training_text(path, prior)}\n  Then, warm-started from those weights "
             f"(`--init`, fresh optimizer and schedule): {_training_stage_text(path, log)}\n"
-            f"  Total training time: {total} min."
+            f"  Total denoiser training time: {total} min (the frame codec is trained separately, scripts/train_decoder.py)."
         )
     return _training_stage_text(path, log)
 
@@ -279,7 +279,7 @@ large video models, often breaks the task's rules — which test-time optimizati
 {architecture_text(config, generator_params, codec_params)}
 - **Sampling**: rectified flow, `FlowMatchEulerDiscreteScheduler`, {steps} steps{per_frame}, {config.get("size")}×{config.get("size")} frames,
   16 frames (more for longer `ood` solutions); one 16-frame sample (every step and the decode):
-  {seconds[1]:.3f} s on 1 CPU thread, {seconds[2]:.3f} s on 2 (median of 3, measured while other jobs shared the machine).
+  {seconds[1]:.3f} s on 1 CPU thread, {seconds[2]:.3f} s on 2 (median of 3 when this card was written; a 2-core machine, where other jobs slow 2 threads most).
 - **Training data**: generated on the fly by `ruledsl.tasks` (all five families, `train` split, seed 0),
   ground-truth videos at {config.get("size")}×{config.get("size")}.
 - **Training**: {training_text(path, log)}
