@@ -15,6 +15,13 @@ sampled with diffusers' `FlowMatchEulerDiscreteScheduler` by `VideoGenerator.rol
 adapter is `ReasonerGenerator` in generators.py, whose `decode` runs the codec inside the graph,
 so compiled losses backpropagate through the decoder to a LoRA on the denoiser). The codec is a
 submodule: one `save_pretrained` folder (safetensors + config) holds the whole model.
+
+Two ways to generate (config `context`): 0 denoises all frames together (`flow_matching_loss`); K > 0 is
+autoregressive, frame after frame, each from its K frames before (`context_window`) and the motion
+history of all frames before (`motion_history`), trained by `next_frame_loss` and sampled by the same
+rollout loop (ReasonerGenerator's `timesteps`/`step` walk (frame, step) pairs). The shipped model is
+autoregressive: the joint one placed the mover on the right cells in the wrong order
+(docs/reasoner_v2_notes.md).
 """
 
 from __future__ import annotations
