@@ -303,7 +303,8 @@ class ReasonerGenerator(VideoGenerator):
     flow-matching Euler conditioned on the first frame and the task family:
     - v1 (ruledsl.runtime.reasoner): on [B, T, 3, H, W] videos in [-1, 1];
     - v2 (ruledsl.runtime.latent_reasoner): on the latent changes [B, T, C, h, w] from the first
-      frame's latent; `decode` runs the palette decoder (inside the graph)."""
+      frame's latent; `decode` runs the palette decoder (inside the graph). An autoregressive v2
+      (config `context` > 0) walks (frame, step) calls through the same rollout loop."""
 
     # Attention projections and the temporal convolutions, which carry the motion.
     lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
