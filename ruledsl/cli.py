@@ -338,7 +338,7 @@ def _task_params_or_exit(program, task: Path | None, video: Path, given: set[str
     metadata would set a param that is left at its declared default (a silent wrong verdict otherwise)."""
     from ruledsl.tasks.layout import TaskFolderError, read_task, task_params
 
-    declared = {name for name, value in program.checked.constants.items() if isinstance(value, float)}
+    declared = set(program.params)
     if task is not None:
         try:
             return task_params(read_task(task), declared)

@@ -91,7 +91,7 @@ def task_params(program, task, given: dict[str, float]) -> dict[str, float]:
     """The program's params that the task's metadata sets (e.g. `cell`), unless given explicitly."""
     from ruledsl.tasks import layout
 
-    return {**layout.task_params(task, program.checked.constants), **given}
+    return {**layout.task_params(task, program.params), **given}
 
 
 def check_out_folder(out: Path, force: bool = False, resume: bool = False, task: Path | None = None) -> None:

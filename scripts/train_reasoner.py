@@ -89,11 +89,13 @@ class V2:
 
         if args.init is not None:
             # Warm start: the whole model (denoiser and codec) from an exported folder; its config wins,
-            # except that --context K > 0 turns a joint model into an autoregressive one.
+            # except that --context K > 0 turns a joint model into an autoregressive one and a given
+            # --sample-steps replaces its steps.
             self.model = LatentReasonerModel.from_pretrained(args.init, use_safetensors=True)
             if args.context and not self.model.config["context"]:
                 self.model = widen_to_autoregressive(self.model, args.context)
-            self.model.register_to_config(steps=args.sample_steps)
+            if args.sample_steps is not None:
+                self.model.register_to_config(steps=args.sample_steps)
         else:
             if args.codec is None:
                 raise SystemExit("--arch v2 needs --codec FOLDER (a frame codec from scripts/train_decoder.py)")
@@ -104,7 +106,7 @@ class V2:
                 depth=args.depth,
                 size=V2_SIZE,
                 frames=FRAMES,
-                steps=args.sample_steps,
+                steps=args.sample_steps or 8,
                 context=args.context,
             )
             self.model.codec.load_state_dict(codec.state_dict())
@@ -209,8 +211,9 @@ def main() -> None:
     parser.add_argument(
         "--sample-steps",
         type=int,
-        default=8,
-        help="v2: Euler steps per sample (per frame if autoregressive; saved in config)",
+        default=None,
+        help="v2: Euler steps per sample (per frame if autoregressive; saved in config); default: 8, "
+        "or the --init model's",
     )
     parser.add_argument(
         "--context",
