@@ -20,6 +20,8 @@ VARIANTS = {
     "tto-last2": {"grad_reach": "last", "grad_steps": 2},
     "tto-all": {"grad_reach": "all"},
     "tto-lr1e-2": {"lr": 1e-2},
+    "tto-lr1e-3": {"lr": 1e-3},
+    "tto-lr3e-4": {"lr": 3e-4},
     "tto-focus0": {"focus": 0.0},
 }
 

@@ -31,6 +31,7 @@ def compile_program(
     allow_paths: Iterable[str | Path] | None = None,
     vqa=None,
     ask_frames: int | None = None,
+    mass_prior: float | None = None,
 ):
     """Lower a checked program and wrap it for evaluation; raises CompileError for unsupported constructs.
 
@@ -39,9 +40,11 @@ def compile_program(
     program's own that `file()` may read (default: those the program was checked with).
     `vqa`: the scorer `ask` atoms need (`ruledsl.runtime.vqa.VLMScorer`; a program with `ask` and no
     scorer is a CompileError naming its rules); `ask_frames`: frames a video-level ask shows the model
-    (default `asks.DEFAULT_ASK_FRAMES`).
+    (default `asks.DEFAULT_ASK_FRAMES`). `mass_prior`: pixels of mass by which the surrogate gradients of
+    per-mass means (centroids, overlaps, mean colours) are damped near an empty mask (default
+    `primitives.MASS_PRIOR`; 0: their exact gradients, which grow as 1 / mass).
     """
-    from ruledsl.compiler import asks, ir
+    from ruledsl.compiler import asks, ir, primitives
     from ruledsl.compiler.program import CompiledProgram
 
     program = ir.lower(checked, params or {})
@@ -58,6 +61,7 @@ def compile_program(
         resolution=resolution,
         allow_paths=checked.allow_paths if allow_paths is None else allow_paths,
         vqa=vqa,
+        mass_prior=primitives.MASS_PRIOR if mass_prior is None else mass_prior,
         ask_frames=ask_frames,
     )
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ruledsl.compiler import ir
+from ruledsl.compiler import ir, primitives
 from ruledsl.compiler.asks import DEFAULT_ASK_FRAMES, AskEvaluation
 from ruledsl.compiler.report import Report, RuleReport
 from ruledsl.compiler.semantics import Exact, Semantics, Smooth, make_semantics
@@ -99,6 +99,7 @@ class CompiledProgram:
         surrogate: float | None = 2.0,
         resolution: int | None = 256,
         allow_paths: Iterable[str | Path] = (),
+        mass_prior: float = primitives.MASS_PRIOR,
         vqa=None,
         ask_frames: int = DEFAULT_ASK_FRAMES,
     ):
@@ -110,6 +111,9 @@ class CompiledProgram:
         if surrogate is not None and not surrogate >= 1:
             raise ValueError(f"surrogate must be >= 1 (a kernel width multiplier) or None, got {surrogate}")
         self.surrogate = surrogate
+        if not mass_prior >= 0:
+            raise ValueError(f"mass_prior must be >= 0 (pixels of mass; 0: exact gradients), got {mass_prior}")
+        self.mass_prior = float(mass_prior) if surrogate is not None else 0.0
         self.ir = program
         self.temperature = float(temperature)
         self.margin = float(margin)
@@ -151,7 +155,14 @@ class CompiledProgram:
         """Per-rule robustness [B] under one semantics (no report, no losses)."""
         _, temporal = self.evaluation(check_video(video))
         sem = make_semantics(semantics, self.temperature)
-        return {rule.name: temporal.rule_value(rule, sem) for rule in self.rules}
+        with self._gradients():
+            return {rule.name: temporal.rule_value(rule, sem) for rule in self.rules}
+
+    def _gradients(self):
+        """The context of a pass that may keep a graph: with surrogate gradients (the default) the
+        per-mass means damp theirs near an empty mask by `mass_prior` pixels (primitives.ratio);
+        surrogate=None (or mass_prior=0) is exact."""
+        return primitives.mass_prior(self.mass_prior)
 
     def __call__(self, video: torch.Tensor, temperature: float | None = None) -> Report:
         video = check_video(video)
@@ -162,7 +173,8 @@ class CompiledProgram:
         total = torch.zeros(video.shape[0], dtype=video.dtype, device=video.device)
         # Smooth first: it fills the term cache with tensors that carry gradients; the exact
         # pass then reuses them under no_grad (a no_grad pass first would cache graph-less tensors).
-        softs = {rule.name: temporal.rule_value(rule, smooth) for rule in self.rules}
+        with self._gradients():
+            softs = {rule.name: temporal.rule_value(rule, smooth) for rule in self.rules}
         for rule in self.rules:
             with torch.no_grad():
                 value = temporal.rule_value(rule, exact).detach()

@@ -498,7 +498,7 @@ def _keeps_area(ev, o, tol):
 )
 def _keeps_color(ev, o, tol):
     m = ev.mask(o)
-    mean = torch.einsum("bthw,btchw->btc", m, ev.lab) / (m.sum((-2, -1))[..., None] + P.EPS)
+    mean = P.ratio(torch.einsum("bthw,btchw->btc", m, ev.lab), m.sum((-2, -1))[..., None])
     delta = P.norm(mean - mean[:, :1].detach())
     return P.clamp_margin((tol - delta) / tol)
 
@@ -629,7 +629,7 @@ def _matches(ev, target, where, tol):
     lab_target = P.to_lab(image[None, None] if image.dim() == 3 else image[:, None])
     mask = ev.mask(where)
     delta = P.norm((ev.lab - lab_target).movedim(2, -1))
-    mean = (delta * mask).sum((-2, -1)) / (mask.sum((-2, -1)) + P.EPS)
+    mean = P.ratio((delta * mask).sum((-2, -1)), mask.sum((-2, -1)))
     return P.clamp_margin((tol - mean) / tol)
 
 

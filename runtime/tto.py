@@ -8,8 +8,8 @@ Every step spends its compute in two parts:
    to satisfying the rules), through the sampling steps chosen by `grad_reach` ("last": the last
    `grad_steps`; "random": a random number of final steps each time, DRaFT/AlignProp-style randomized
    truncation, so early steps where layout and motion are decided get gradient too; "all": every step).
-   The loss is each rule's smooth loss divided by its value at the first gradient step (per-rule
-   normalisation: no rule's scale dominates), weighted by `1 + focus` for the rules the target video
+   The loss is each rule's smooth loss divided by its value at the first gradient step, floored at
+   the rules' mean (`loss_scales`; per-rule normalisation: no rule's scale dominates), weighted by `1 + focus` for the rules the target video
    still fails. The LoRA is shared by every seed, so an update moves the whole search distribution.
 3. **plateau**: no better candidate in `patience` steps halves the learning rate; the second plateau
    in a row resets the LoRA (a restart) — the search part keeps drawing fresh seeds throughout, so a
@@ -40,6 +40,16 @@ def grad_steps_for(reach: str, fixed, steps: int, rng: random.Random) -> Gradien
     if reach == "all":
         return GradientWindow.every()
     raise ValueError(f"unknown grad_reach {reach!r}; choose from {', '.join(GRAD_REACH)}")
+
+
+def loss_scales(report) -> dict[str, float]:
+    """Each rule's reference scale for `normalised_loss`: its smooth loss on the first gradient rollout,
+    but no less than the mean over the program's rules. A rule that already holds has a near-zero
+    loss; dividing by that would turn any later wobble of it into the largest term (measured on a
+    train two_targets task: a held goal's normalised loss jumped to 60 and took over the update)."""
+    losses = {name: float(rule.loss.detach().mean()) for name, rule in report.rules.items()}
+    floor = max(sum(losses.values()) / max(len(losses), 1), 1e-6)
+    return {name: max(value, floor) for name, value in losses.items()}
 
 
 def normalised_loss(report, scales: dict[str, float], focus: float) -> torch.Tensor:
@@ -163,7 +173,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         tracker.spend(cost, "gradient")
         report = program(video)
         if not extra["scales"]:
-            extra["scales"] = {n: max(float(r.loss.detach().mean()), 1e-6) for n, r in report.rules.items()}
+            extra["scales"] = loss_scales(report)
         loss = normalised_loss(report, extra["scales"], s.focus)
         lora["optimizer"].zero_grad(set_to_none=True)
         finite = backward(loss, lora["params"])

@@ -118,8 +118,10 @@ def test_half_precision_video_is_evaluated_in_float32(dtype):
 
 def test_half_precision_gradient_that_overflows_float16_stays_finite():
     # Found by benchmarks/fuzz_videos.py: a 36x1 noise video through key_door.rule has a float32
-    # gradient of ~2.6e5 on some pixels, which is inf in float16; it comes back clamped, finite.
-    program = ruledsl.load(ROOT / "examples" / "key_door.rule").compile()
+    # exact gradient of ~2.6e5 on some pixels (a per-mass mean of a nearly empty mask), which is inf
+    # in float16; it comes back clamped, finite. By default that mean's gradient is damped
+    # (test_surrogate_gradient_of_a_nearly_empty_mask_is_bounded); mass_prior=0 recreates the case.
+    program = ruledsl.load(ROOT / "examples" / "key_door.rule").compile(mass_prior=0.0)
     from benchmarks.fuzz_videos import KINDS, degenerate_video
 
     rng = torch.Generator().manual_seed(0)  # the fuzzer's stream up to its video 93 (a 36x1 "half precision")
@@ -132,6 +134,28 @@ def test_half_precision_gradient_that_overflows_float16_stays_finite():
     assert torch.isfinite(half.grad.float()).all()
     small = wide.grad.abs() < 1e4  # where float16 can hold it, the gradient is the float32 one
     assert torch.allclose(half.grad.float()[small], wide.grad[small], rtol=1e-2, atol=1e-3)
+
+
+def test_surrogate_gradient_of_a_nearly_empty_mask_is_bounded():
+    # An object that has all but vanished (a faint trace of its colour on one pixel): its centroid's
+    # exact gradient grows as 1 / mass, so `speed` and `inside` dwarf every other rule's gradient.
+    # The default gradient damps it by about one pixel of mass (mass_prior); the values stay exact.
+    source = HEAD + "goal r: always speed(a) <= 0.1\n"
+    video = torch.ones(1, 3, 3, 16, 16)
+    video[:, :, :, 4:8, 4:8] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # a red square ...
+    video[:, 1] = 1.0
+    video[:, 1, :, 12, 12] = torch.tensor([1.0, 0.75, 0.75])  # ... reduced to a faint pink pixel
+    grads = {}
+    for prior in (0.0, None):
+        program = ruledsl.loads(source).compile(mass_prior=prior)
+        frames = video.clone().requires_grad_(True)
+        report = program(frames)
+        report.loss.backward()
+        rule = report.rules["r"]
+        grads[prior] = (frames.grad.abs().max(), torch.stack([rule.robustness, rule.smooth_robustness.detach()]))
+    exact, damped = grads[0.0], grads[None]
+    assert torch.equal(exact[1], damped[1])  # the same robustness value
+    assert exact[0] > 100 * damped[0] and torch.isfinite(damped[0])
 
 
 # ---- D5: param overrides -------------------------------------------------------------------------

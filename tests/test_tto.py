@@ -2,6 +2,7 @@
 
 import json
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from test_runtime import RULES, program
 
 import ruledsl
 from ruledsl.runtime.loop import Budget, Settings, optimize
-from ruledsl.runtime.tto import grad_steps_for, improved, normalised_loss, plateau_action
+from ruledsl.runtime.tto import grad_steps_for, improved, loss_scales, normalised_loss, plateau_action
 
 # Rules a random tiny model never satisfies: the run must use its whole budget.
 IMPOSSIBLE = (
@@ -73,6 +74,21 @@ def test_gradient_reach():
     assert grad_steps_for("last", 2, 8, rng).indices(8) == range(6, 8)
     with pytest.raises(ValueError, match="last, random, all"):
         grad_steps_for("first", 2, 8, rng)
+
+
+def test_a_held_rule_is_scaled_by_the_programs_mean_loss_not_its_own_near_zero_one():
+    def report(**losses):
+        rules = {
+            n: SimpleNamespace(loss=torch.tensor([v]), weight=1.0, verdict=torch.tensor([v > 0.1]))
+            for n, v in losses.items()
+        }
+        return SimpleNamespace(rules=rules)
+
+    scales = loss_scales(report(failing=0.9, held=0.001, other=0.2))
+    assert scales == pytest.approx({"failing": 0.9, "held": 0.367, "other": 0.367}, abs=1e-3)
+    # A wobble of the held rule (0.001 -> 0.06) stays a small term instead of becoming 60.
+    later = normalised_loss(report(failing=0.9, held=0.06, other=0.2), scales, focus=0.0)
+    assert float(later) < 1.0
 
 
 def test_normalised_loss_is_scale_free(generator, condition):
