@@ -38,11 +38,11 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
-    for name in names:
-        bench.METHODS[name] = bench.BenchMethod(name, f"tto with {VARIANTS[name] or 'the defaults'}", "tto",
-                                                settings=VARIANTS[name])  # fmt: skip
+    variants = {n: {"doc": f"tto with {VARIANTS[n] or 'the defaults'}", "loop_method": "tto", "settings": VARIANTS[n]}
+                for n in names}  # fmt: skip
     config = bench.BenchConfig(out=args.out, split="train", n=args.n, seed=args.seed, budgets=tuple(args.budget or [400]),
-                               methods=("best-of-n", *names), workers=args.workers, steps=args.sample_steps)  # fmt: skip
+                               methods=("best-of-n", *names), workers=args.workers, steps=args.sample_steps,
+                               extra_methods=variants)  # fmt: skip
     summary = bench.run_bench(config, resume=args.resume, force=not args.resume)
     print(bench.table_markdown(summary))
 

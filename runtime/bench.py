@@ -62,11 +62,17 @@ METHODS: dict[str, BenchMethod] = {
 }
 
 
-def parse_methods(text: str) -> tuple[str, ...]:
+def method_table(extra: dict | None = None) -> dict[str, BenchMethod]:
+    """METHODS plus a config's `extra_methods` (name -> BenchMethod fields but the name: a sweep's variants)."""
+    return {**METHODS, **{name: BenchMethod(name, **spec) for name, spec in (extra or {}).items()}}
+
+
+def parse_methods(text: str, extra: dict | None = None) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in METHODS]
+    table = method_table(extra)
+    unknown = [n for n in names if n not in table]
     if unknown or not names:
-        raise BenchError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+        raise BenchError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(table)}")
     return names
 
 
@@ -87,6 +93,9 @@ class BenchConfig:
     workers: int = 1
     engine: str = "local"  # "local" | "ray"
     address: str | None = None  # a Ray cluster address; None: start a local Ray instance
+    # Methods beyond METHODS, name -> {"doc", "loop_method", "settings"}: plain data, so they reach
+    # spawned and Ray workers with the config (benchmarks/tto_sweep.py's variants).
+    extra_methods: dict = field(default_factory=dict)
 
     def instances(self) -> list[tuple[str, int]]:
         return [(family, index) for family in self.families for index in range(self.n)]
@@ -104,7 +113,7 @@ def validate(config: BenchConfig) -> BenchConfig:
         raise BenchError(f"unknown family {', '.join(bad)}; choose from {', '.join(FAMILIES)}")
     if config.split not in SPLITS:
         raise BenchError(f"unknown split {config.split!r}; choose from {', '.join(SPLITS)}")
-    parse_methods(",".join(config.methods))
+    parse_methods(",".join(config.methods), config.extra_methods)
     if not config.budgets or any(not (b > 0 and math.isfinite(b)) for b in config.budgets):
         raise BenchError(f"budgets must be positive NFE counts, got {list(config.budgets)}")
     if config.n < 1 or config.workers < 1:
@@ -174,8 +183,9 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
         return scored[key]
 
     rows = []
+    table = method_table(config.extra_methods)
     for name in methods or config.methods:
-        method = METHODS[name]
+        method = table[name]
         runs = [max(config.budgets)] if method.budget_free else list(config.budgets)
         for run_budget in runs:
             bests: list[tuple[float, Any, Any]] = []  # (nfe when found, video, report)

@@ -132,3 +132,18 @@ def test_bench_on_a_local_ray_instance(tmp_path, model):
     result = run_bench(out, model, "--families", "maze", "--methods", "base", "--budget", "4", "--engine", "ray")
     assert result.exit_code == 0, result.output
     assert [r["method"] for r in rows(out)] == ["base"]
+
+
+def test_methods_beyond_the_table_reach_spawned_workers(tmp_path, model):
+    # A sweep's variants travel in the config (plain data), not in the parent's METHODS.
+    variant = {"doc": "Best-of-N, from seed 3", "loop_method": "best-of-n", "settings": {"seed": 3}}
+    config = bench.BenchConfig(out=str(tmp_path / "b"), n=1, families=("maze", "avoid"), methods=("base", "bon-3"),
+                               budgets=(6.0,), model=str(model), steps=2, workers=2, extra_methods={"bon-3": variant})  # fmt: skip
+    summary = bench.run_bench(config)
+    found = rows(tmp_path / "b")
+    assert sorted((r["family"], r["method"]) for r in found) == sorted(
+        (f, m) for f in ("maze", "avoid") for m in ("base", "bon-3")
+    )
+    assert all(r["nfe"] <= 6 for r in found) and "bon-3" in summary["methods"]
+    with pytest.raises(bench.BenchError, match="choose from .*bon-3"):
+        bench.validate(bench.BenchConfig(out=str(tmp_path / "c"), methods=("bon-4",), extra_methods={"bon-3": variant}))
