@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import random
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-import ruledsl
+from ruledsl.runtime.bench import example_program
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance, to_uint8
 from ruledsl.runtime.lora import attach_lora, detach_lora
 from ruledsl.runtime.settings import Settings
 from ruledsl.runtime.tto import grad_steps_for, loss_scales, normalised_loss
 from ruledsl.tasks.families import FAMILIES, generate
-from ruledsl.tasks.layout import params_for
 from ruledsl.tasks.scorers import score_video
 
 
@@ -51,8 +48,7 @@ def main() -> None:
         for index in range(args.per_family):
             instance = generate(family, index, args.stream, args.split)
             meta = instance.to_dict()
-            loaded = ruledsl.load(Path(str(resources.files("ruledsl.examples"))) / f"{family}.rule")
-            program = loaded.compile(params=params_for(loaded, meta, (generator.size, generator.size)))
+            program = example_program(family, meta, generator.size)
             condition = condition_from_instance(instance, generator.size)
             before = passes(generator, condition, meta, seeds)
             params = attach_lora(generator.denoiser, generator.lora_targets, s.rank)

@@ -12,17 +12,14 @@ at zero otherwise, and every gradient but B's would be zero.
 from __future__ import annotations
 
 import argparse
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-import ruledsl
+from ruledsl.runtime.bench import example_program
 from ruledsl.runtime.generators import ReasonerGenerator, condition_from_instance
 from ruledsl.runtime.lora import attach_lora
 from ruledsl.runtime.settings import GradientWindow
 from ruledsl.tasks.families import FAMILIES, generate
-from ruledsl.tasks.layout import params_for
 
 
 def main() -> None:
@@ -37,7 +34,6 @@ def main() -> None:
     torch.set_num_threads(1)
     generator = ReasonerGenerator(path=args.model)
     instance = generate(args.family, args.index, args.stream, args.split)
-    loaded = ruledsl.load(Path(str(resources.files("ruledsl.examples"))) / f"{args.family}.rule")
     condition = condition_from_instance(instance, generator.size)
     params = attach_lora(generator.denoiser, generator.lora_targets, 8)
     torch.manual_seed(0)
@@ -53,8 +49,7 @@ def main() -> None:
     print("| rule | holds | loss | mass_prior | |grad| at the video | |grad| at the LoRA |")
     print("|---|---|---|---|---|---|")
     for prior in (0.0, None):
-        program = loaded.compile(params=params_for(loaded, instance.to_dict(), (generator.size, generator.size)),
-                                 mass_prior=prior)  # fmt: skip
+        program = example_program(args.family, instance.to_dict(), generator.size, mass_prior=prior)
         frames = video.detach().requires_grad_(True)
         report = program(frames)
         for name, rule in report.rules.items():

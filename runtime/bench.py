@@ -151,24 +151,30 @@ def _generator(config: BenchConfig):
     return _GENERATORS[key]
 
 
+def example_program(family: str, metadata: dict, size: int, **options):
+    """The family's shipped example program, compiled with the task's params for size x size frames
+    (`options`: compile options). What every benchmark judges a generated task with."""
+    import ruledsl
+    from ruledsl.tasks.layout import params_for
+
+    loaded = ruledsl.load(Path(str(resources.files("ruledsl.examples"))) / f"{family}.rule")
+    return loaded.compile(params=params_for(loaded, metadata, (size, size)), **options)
+
+
 def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable[str] | None = None) -> list[dict]:
     """Every (method, budget) row of one instance; writes the largest budget's videos under out/videos."""
     import torch
 
-    import ruledsl
     from ruledsl.compiler.video_io import write_video
     from ruledsl.runtime.generators import condition_from_instance, to_uint8
     from ruledsl.runtime.loop import Budget, Settings, optimize
     from ruledsl.tasks.families import generate
-    from ruledsl.tasks.layout import params_for
     from ruledsl.tasks.scorers import score_video
 
     torch.set_num_threads(1)  # one worker per instance; more threads per worker only contend
     instance = generate(family, index, config.seed, config.split)
     meta = instance.to_dict()
-    rules = Path(str(resources.files("ruledsl.examples"))) / f"{family}.rule"
-    loaded = ruledsl.load(rules)
-    program = loaded.compile(params=params_for(loaded, meta, (config.size, config.size)))
+    program = example_program(family, meta, config.size)
     condition = condition_from_instance(instance, config.size)
     generator = _generator(config)
     videos = Path(config.out) / "videos"

@@ -9,8 +9,8 @@ Every step spends its compute in two parts:
    `grad_steps`; "random": a random number of final steps each time, DRaFT/AlignProp-style randomized
    truncation, so early steps where layout and motion are decided get gradient too; "all": every step).
    The loss is each rule's smooth loss divided by its value at the first gradient step, floored at
-   the rules' mean (`loss_scales`; per-rule normalisation: no rule's scale dominates), weighted by `1 + focus` for the rules the target video
-   still fails. The LoRA is shared by every seed, so an update moves the whole search distribution.
+   the rules' mean (`loss_scales`; per-rule normalisation: no rule's scale dominates), weighted by
+   `1 + focus` for the rules the target video still fails. The LoRA is shared by every seed, so an update moves the whole search distribution.
 3. **plateau**: no better candidate in `patience` steps halves the learning rate; the second plateau
    in a row resets the LoRA (a restart) — the search part keeps drawing fresh seeds throughout, so a
    plateau changes what is searched rather than ending the run. The run ends when every rule holds
