@@ -24,6 +24,11 @@ VARIANTS = {
     "tto-lr1e-3": {"lr": 1e-3},
     "tto-lr3e-4": {"lr": 3e-4},
     "tto-focus0": {"focus": 0.0},
+    # the search on the frozen model (the default since the sweep in tto_sweep_base) against the LoRA
+    "tto-lora": {"search": "lora", "retarget": "keep"},
+    "tto-base": {"search": "base", "retarget": "keep"},
+    "tto-base-pop16": {"search": "base", "retarget": "keep", "population": 16},
+    "tto-base-restart": {"search": "base", "retarget": "restart"},
 }
 
 

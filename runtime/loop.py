@@ -4,10 +4,10 @@
 
 Methods share one accounting (denoiser forward-equivalents, NFE) so they can be compared at
 equal cost:
-- `tto` (the default; runtime/tto.py): each step a population of fresh seeds through the current
-  LoRA, judged exactly (Best-of-N's search), plus one gradient rollout on the best candidate's seed
-  with per-rule normalised losses and randomized truncation; a plateau lowers the learning rate,
-  then restarts the LoRA;
+- `tto` (the default; runtime/tto.py): each step a population of fresh seeds through the frozen
+  model, judged exactly (Best-of-N's search), plus one gradient rollout of a LoRA on the best
+  candidate's seed with per-rule normalised losses and randomized truncation; a plateau lowers the
+  learning rate, then restarts the LoRA;
 - `lora` (`lora-v1` in `ruledsl bench`): a fresh LoRA on the denoiser, AdamW on the smooth rule loss through the last
   `grad_steps` sampling steps, same seed every rollout (iteration 0 is the base sample);
 - `best-of-n`: N seeds, no gradients, the compiled program picks the best (N from the budget);

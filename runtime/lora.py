@@ -7,6 +7,8 @@ State dicts are peft's format (`get_peft_model_state_dict`): module path + `lora
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -52,6 +54,25 @@ def detach_lora(model: torch.nn.Module) -> None:
         configs.pop(ADAPTER, None)
         if not configs:
             del model.peft_config
+
+
+@contextmanager
+def lora_disabled(model: torch.nn.Module) -> Iterator[None]:
+    """Run `model` as the frozen base inside the block; the attached LoRA (weights, optimizer state,
+    trainability) is back as it was afterwards. Through peft's `enable_adapters` on each LoRA layer."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer) and not module.disable_adapters]
+    flags = [(param, param.requires_grad) for layer in layers for param in layer.parameters()]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+        for param, flag in flags:  # enable_adapters flips trainability; put back exactly what was
+            param.requires_grad_(flag)
 
 
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -36,10 +36,15 @@ class Settings:
     # tto (runtime/tto.py): seeds searched per step, which sampling steps get gradient ("last":
     # `grad_steps`; "random": a random number of final steps per rollout; "all"), extra weight of
     # failing rules, steps without progress before the search changes (lr halved, then a restart).
+    # `search`: "base" rolls the seeds out through the frozen model (the LoRA only makes the target's
+    # gradient rollouts), "lora" through the current LoRA; `retarget`: "restart" the LoRA when a
+    # better candidate becomes the target, or "keep" it. Chosen on train (docs/runtime.md).
     population: int = 4
     grad_reach: str = "random"
     focus: float = 1.0
     patience: int = 3
+    search: str = "base"
+    retarget: str = "restart"
 
 
 @dataclass(frozen=True)

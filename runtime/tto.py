@@ -3,14 +3,18 @@
 Every step spends its compute in two parts:
 1. **search**: `population` fresh seeds rolled out through the current LoRA without gradient; every
    video is judged with the exact semantics and the best so far is kept. The seeds follow Best-of-N's
-   stream (seed + 1, seed + 2, ...), so with a zero LoRA this part *is* Best-of-N;
+   stream (seed + 1, seed + 2, ...), so with a zero LoRA this part *is* Best-of-N. With
+   `search="base"` the seeds go through the frozen model (peft's adapters disabled), so the search
+   stays Best-of-N's after updates too and the LoRA only makes the target's gradient rollouts (each
+   judged like a searched seed); `retarget="restart"` gives a new target a fresh LoRA;
 2. **gradient**: one rollout with gradient on the seed of the best candidate so far (the video nearest
    to satisfying the rules), through the sampling steps chosen by `grad_reach` ("last": the last
    `grad_steps`; "random": a random number of final steps each time, DRaFT/AlignProp-style randomized
    truncation, so early steps where layout and motion are decided get gradient too; "all": every step).
    The loss is each rule's smooth loss divided by its value at the first gradient step, floored at
    the rules' mean (`loss_scales`; per-rule normalisation: no rule's scale dominates), weighted by
-   `1 + focus` for the rules the target video still fails. The LoRA is shared by every seed, so an update moves the whole search distribution.
+   `1 + focus` for the rules the target video still fails. With `search="lora"` the LoRA is shared
+   by every seed, so an update moves the whole search distribution.
 3. **plateau**: no better candidate in `patience` steps halves the learning rate; the second plateau
    in a row resets the LoRA (a restart) — the search part keeps drawing fresh seeds throughout, so a
    plateau changes what is searched rather than ending the run. The run ends when every rule holds
@@ -22,13 +26,16 @@ The report's history has one entry per judged rollout; `phases` counts what the 
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 
 import torch
 
-from ruledsl.runtime.lora import attach_lora, lora_state
+from ruledsl.runtime.lora import attach_lora, lora_disabled, lora_state
 from ruledsl.runtime.settings import GradientWindow
 
 GRAD_REACH = ("last", "random", "all")
+SEARCH = ("lora", "base")
+RETARGET = ("keep", "restart")
 
 
 def grad_steps_for(reach: str, fixed, steps: int, rng: random.Random) -> GradientWindow:
@@ -105,11 +112,21 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         version, state, gauss = extra["rng"]
         rng.setstate((version, tuple(state), gauss))
     sample_cost = generator.nfe(0)
+    if s.search not in SEARCH or s.retarget not in RETARGET:
+        raise ValueError(f"tto: search must be one of {SEARCH}, retarget one of {RETARGET}")
+    on_base = s.search == "base"
     # The last rank that counted as progress (tolerance: not every better best is progress).
     best_rank = tuple(extra["progress_rank"]) if "progress_rank" in extra else tracker.best[0]
 
     def tensors():
         return snapshot(generator.denoiser, lora["optimizer"], lora["params"])
+
+    def restart() -> None:
+        """A fresh LoRA at the configured learning rate (its loss scales measured again)."""
+        lora["params"] = attach_lora(generator.denoiser, targets, s.rank)
+        lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=s.lr, weight_decay=0.0)
+        extra["scales"] = {}
+        tracker.phases["restarts"] += 1
 
     def update(finite: bool) -> None:
         """Apply the step's gradient, then act on a plateau: progress resets the count; otherwise lower
@@ -123,9 +140,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
             best_rank = tracker.best[0]
         action = plateau_action(extra, progress, s.patience)
         if action == "restart":  # a fresh LoRA, the learning rate back
-            lora["params"] = attach_lora(generator.denoiser, targets, s.rank)
-            lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=s.lr, weight_decay=0.0)
-            tracker.phases["restarts"] += 1
+            restart()
         elif action == "halve":
             for group in lora["optimizer"].param_groups:
                 group["lr"] = s.lr / 2
@@ -139,17 +154,21 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
                 return
             seeds = list(range(extra["next_seed"], extra["next_seed"] + s.population))
             extra["next_seed"] += s.population
-            with torch.no_grad():
+            with torch.no_grad(), lora_disabled(generator.denoiser) if on_base else nullcontext():
                 noise = torch.cat([generator.initial_noise(condition, seed) for seed in seeds])
                 videos = generator.rollout(condition, noise, grad_steps=0)
             judged, final = [], ""
+            # A seed searched on the frozen model keeps no LoRA: none made its video.
+            made_by = None if on_base else (lambda: lora_state(generator.denoiser))
             for seed, video in zip(seeds, videos):
                 tracker.spend(sample_cost, "search")
                 before = tracker.best[0]
-                report = tracker.judge(video[None], step, lora=lambda: lora_state(generator.denoiser))
+                report = tracker.judge(video[None], step, lora=made_by)
                 tracker.record(step, report)
                 judged.append((tracker.history[-1], report))
                 if tracker.best[0] != before:
+                    if s.retarget == "restart" and extra["scales"] and extra["target_seed"] != seed:
+                        restart()
                     extra["target_seed"] = seed
                 if bool(report.satisfied[0]):
                     final = f"every rule holds (step {step}, seed {seed})"

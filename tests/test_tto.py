@@ -100,3 +100,38 @@ def test_normalised_loss_is_scale_free(generator, condition):
     assert float(normalised_loss(report, scales, focus=3.0)) == pytest.approx(1.0)
     louder = {n: v * 1000 for n, v in scales.items()}
     assert float(normalised_loss(report, louder, focus=3.0)) == pytest.approx(1e-3)
+
+
+def test_a_search_on_the_base_model_stays_best_of_n_after_updates(generator, condition):
+    """search="base": the LoRA's updates do not move the searched seeds (they do with search="lora")."""
+    population, steps, rules = 2, 3, ruledsl.loads(IMPOSSIBLE).compile()
+    bon = optimize(rules, condition, generator, Budget(steps=population * steps), Settings(method="best-of-n"))
+
+    def searched(search: str) -> list[float]:
+        settings = Settings(method="tto", population=population, rank=4, lr=0.5, search=search)
+        history = optimize(rules, condition, generator, Budget(steps=steps), settings).history
+        # base sample, then per step: `population` searched seeds and the gradient rollout
+        return [history[1 + k * (population + 1) + i].loss for k in range(steps) for i in range(population)]
+
+    assert searched("base") == pytest.approx([s.loss for s in bon.history[1:]], rel=1e-6)
+    assert searched("lora") != pytest.approx([s.loss for s in bon.history[1:]], rel=1e-6)
+
+
+def test_lora_disabled_runs_the_base_model_and_puts_the_lora_back(generator, condition):
+    from ruledsl.runtime.lora import attach_lora, lora_disabled
+
+    noise = generator.initial_noise(condition, 0)
+    with torch.no_grad():
+        base = generator.rollout(condition, noise, grad_steps=0)
+    params = attach_lora(generator.denoiser, generator.lora_targets, 4)
+    with torch.no_grad():
+        for param in params:
+            param.add_(0.3 * torch.randn_like(param))
+        tuned = generator.rollout(condition, noise, grad_steps=0)
+        with lora_disabled(generator.denoiser):
+            off = generator.rollout(condition, noise, grad_steps=0)
+        again = generator.rollout(condition, noise, grad_steps=0)
+    assert not torch.allclose(tuned, base)
+    torch.testing.assert_close(off, base)
+    torch.testing.assert_close(again, tuned)
+    assert all(param.requires_grad for param in params)
