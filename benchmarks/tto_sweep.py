@@ -18,6 +18,7 @@ VARIANTS = {
     "tto-pop2": {"population": 2},
     "tto-pop8": {"population": 8},
     "tto-pop16": {"population": 16},
+    "tto-last1": {"grad_reach": "last", "grad_steps": 1},
     "tto-last2": {"grad_reach": "last", "grad_steps": 2},
     "tto-all": {"grad_reach": "all"},
     "tto-lr1e-2": {"lr": 1e-2},
