@@ -57,7 +57,11 @@ METHODS: dict[str, BenchMethod] = {
         BenchMethod("best-of-n", "N seeds without gradient; the compiled program picks the best", "best-of-n"),
         BenchMethod("noise", "initial-noise optimization through every sampling step (ReNO-style)", "noise"),
         BenchMethod("lora-v1", "LoRA on one fixed seed, gradients through the last sampling steps", "lora"),
-        BenchMethod("tto", "population search on the base model plus a LoRA fitted to the best candidate (runtime/tto.py)", "tto"),
+        BenchMethod(
+            "tto",
+            "population search on the base model plus a LoRA fitted to the best candidate (runtime/tto.py)",
+            "tto",
+        ),
     )
 }
 

@@ -180,7 +180,9 @@ def test_same_seed_gives_the_same_run_whatever_the_callers_rng(tiny):
     assert losses(first) == losses(second) and torch.equal(first.best_video, second.best_video)
     # tto's best may be a seed searched on the frozen model, which keeps no LoRA: then neither has one
     first_lora, second_lora = first.lora or {}, second.lora or {}
-    assert first_lora.keys() == second_lora.keys() and all(torch.equal(first_lora[k], second_lora[k]) for k in first_lora)
+    assert first_lora.keys() == second_lora.keys() and all(
+        torch.equal(first_lora[k], second_lora[k]) for k in first_lora
+    )
     other = optimize(program, condition, generator, Budget(steps=3), Settings(rank=4, grad_steps=1, seed=4))
     assert losses(other) != losses(first)
 
