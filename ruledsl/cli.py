@@ -518,7 +518,9 @@ def optimize(
         raise typer.Exit(EXIT_USAGE) from None
     verdict = "every rule holds" if report.solved_after else "some rules still fail"
     taken = f"{report.steps} step{'' if report.steps == 1 else 's'}"
-    print(f"{verdict} after {taken} ({report.stop_reason}); {report.nfe:g} NFE, {report.seconds:.1f} s")
+    origin = "" if report.best_seed is None else f"; best video from seed {report.best_seed}"
+    origin += " with lora.safetensors" if origin and result.lora else ""
+    print(f"{verdict} after {taken} ({report.stop_reason}){origin}; {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
         + (", lora.safetensors" if result.lora else "")

@@ -75,6 +75,7 @@ class Checkpoint:
     finished: str = ""  # a final stop (rules hold, plateau, non-finite): resuming does not continue it
     phases: dict[str, float] = field(default_factory=dict)  # NFE per phase, restarts (Result.phases)
     extra: dict = field(default_factory=dict)  # the method's own state as JSON values (tto: seeds, plateaus)
+    best_seed: int | None = None  # the noise seed of the best video (see Result.best_seed)
 
 
 @dataclass
@@ -93,6 +94,9 @@ class Result:
     lora: dict[str, torch.Tensor] | None = None  # the LoRA that produced the best video
     phases: dict[str, float] = field(default_factory=dict)  # NFE per phase (base, search, gradient), restarts
     checkpoint: Checkpoint | None = None  # the last committed point: what `resume` continues from
+    # The noise seed that made the best video: with `lora` (when not None) the same seed regenerates it;
+    # None when no seed alone does (the noise method optimizes the noise itself).
+    best_seed: int | None = None
 
     @property
     def solved(self) -> bool:
@@ -132,6 +136,7 @@ class _Tracker:
         self.next_step = resume.step if resume else 0
         self.tensors = dict(resume.tensors) if resume else {}  # the method's state to start from
         self.best: tuple | None = None  # (rank, video, report, step, lora)
+        self.best_seed: int | None = resume.best_seed if resume else None
         self.stop_reason = ""
         self.devices: list[int] = []  # CUDA devices whose RNG the run owns
         self.committed: Checkpoint | None = None
@@ -147,15 +152,17 @@ class _Tracker:
         self.nfe += cost
         self.phases[phase] += cost
 
-    def judge(self, video: torch.Tensor, step: int, report=None, lora=None):
+    def judge(self, video: torch.Tensor, step: int, report=None, lora=None, seed: int | None = None):
         """Keep `video` if it is the best so far. `report`: its report if already computed (the exact
-        verdicts in a report do not depend on gradients); `lora`: a callable giving the weights to keep."""
+        verdicts in a report do not depend on gradients); `lora`: a callable giving the weights to keep;
+        `seed`: the noise seed that made it (None: not a plain seed's rollout)."""
         if report is None:
             with torch.no_grad():
                 report = self.program(video.detach())
         rank = _rank(report)
         if self.best is None or rank > self.best[0]:
             self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
+            self.best_seed = seed
             if self.on_best:
                 self.on_best(self.best[1], report, step, self.nfe)
         return report
@@ -195,6 +202,7 @@ class _Tracker:
             finished,
             dict(self.phases),
             copy.deepcopy(self.extra),
+            self.best_seed,
         )
         self.committed_report = report
         if self.write_checkpoint is not None:
@@ -206,13 +214,23 @@ class _Tracker:
             _set_rng_states(self.resumed.rng, self.devices)
 
     def finish_step(
-        self, video, step: int, report, finite: bool, on_step, tensors, update=None, lora=None, plateau: bool = True
+        self,
+        video,
+        step: int,
+        report,
+        finite: bool,
+        on_step,
+        tensors,
+        update=None,
+        lora=None,
+        plateau: bool = True,
+        seed: int | None = None,
     ) -> bool:
         """Judge and record one gradient step, call `update(finite)` if the loop goes on, commit, then report
         the step; True when the loop must stop (every rule holds, too many non-finite losses or gradients in
         a row, or — with `plateau` — no lower loss for a while). `tensors()`: the method's state after the
-        update; `lora()`: the weights that made `video`, kept if it is the best."""
-        self.judge(video, step, report, lora)  # before the update: these weights made this video
+        update; `lora()`: the weights that made `video`, kept if it is the best; `seed`: its noise seed."""
+        self.judge(video, step, report, lora, seed)  # before the update: these weights made this video
         self.record(step, report, skipped=not finite)
         self.nonfinite = 0 if finite else self.nonfinite + 1
         if bool(report.satisfied[0]):
@@ -318,7 +336,7 @@ def optimize(
         try:
             if resume is None:
                 tracker.spend(generator.nfe(0), "base")
-                tracker.judge(base, -1, base_report)
+                tracker.judge(base, -1, base_report, seed=settings.seed)
                 tracker.record(-1, base_report)
                 tracker.stop_reason = "every rule holds (base sample)" if base_report.satisfied[0] else ""
                 tracker.commit(0, {}, tracker.stop_reason, rng=False)
@@ -362,6 +380,7 @@ def optimize(
         committed.best_lora,
         dict(committed.phases),
         committed,
+        committed.best_seed,
     )
     return result
 
@@ -408,6 +427,7 @@ def _lora(program, condition, generator, tracker: _Tracker, on_step) -> None:
             tensors=lambda: _snapshot(generator.denoiser, optimizer, params),
             update=update,
             lora=lambda: lora_state(generator.denoiser),
+            seed=s.seed,
         ):
             return
         step += 1
@@ -467,7 +487,7 @@ def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
         with torch.no_grad():
             video = generator.sample(condition, tracker.settings.seed + 1 + n)
         tracker.spend(cost, "search")
-        report = tracker.judge(video, n)
+        report = tracker.judge(video, n, seed=tracker.settings.seed + 1 + n)
         tracker.record(n, report)
         final = f"every rule holds (candidate {n})" if bool(report.satisfied[0]) else ""
         tracker.stop_reason = final or tracker.stop_reason

@@ -76,6 +76,9 @@ class RunReport(BaseModel):
     solved_after: bool
     rules: dict[str, RuleOutcome]
     best_step: int
+    # The noise seed of the best video: `ruledsl reasoner sample ... --seed N` (with lora.safetensors when
+    # the run saved one) draws it again; None when no seed alone makes it (the noise method).
+    best_seed: int | None = None
     steps: int
     nfe: float
     phases: dict[str, float]  # NFE spent on the base sample, the search and the gradient; restarts (tto)
@@ -268,6 +271,7 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
         "finished": checkpoint.finished,
         "phases": checkpoint.phases,
         "extra": checkpoint.extra,
+        "best_seed": checkpoint.best_seed,
     }
     cpu = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
     return save(cpu, metadata={"ruledsl": json.dumps(info)})
@@ -298,6 +302,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             rng=by_role["rng/"] or None,
             finished=str(info["finished"]),
             phases={str(k): float(v) for k, v in info.get("phases", {}).items()},
+            best_seed=None if info.get("best_seed") is None else int(info["best_seed"]),
             extra=dict(info.get("extra", {})),
         )
         if checkpoint.step < 0 or not history or history[0].index != -1 or checkpoint.best_video.ndim != 4:
@@ -412,6 +417,7 @@ def write_run(
         solved_after=result.solved,
         rules=rules,
         best_step=result.best_step,
+        best_seed=result.best_seed,
         steps=len({s.index for s in result.history if s.index >= 0}),  # tto judges several rollouts a step
         nfe=result.nfe,
         phases=result.phases,

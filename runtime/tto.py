@@ -163,7 +163,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
             for seed, video in zip(seeds, videos):
                 tracker.spend(sample_cost, "search")
                 before = tracker.best[0]
-                report = tracker.judge(video[None], step, lora=made_by)
+                report = tracker.judge(video[None], step, lora=made_by, seed=seed)
                 tracker.record(step, report)
                 judged.append((tracker.history[-1], report))
                 if tracker.best[0] != before:
@@ -197,7 +197,10 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         lora["optimizer"].zero_grad(set_to_none=True)
         finite = backward(loss, lora["params"])
         weights = lambda: lora_state(generator.denoiser)  # noqa: E731  (the weights that made `video`)
-        if tracker.finish_step(video, step, report, finite, on_step, tensors, update, weights, plateau=False):
+        done = tracker.finish_step(
+            video, step, report, finite, on_step, tensors, update, weights, plateau=False, seed=extra["target_seed"]
+        )
+        if done:
             return
         step += 1
 

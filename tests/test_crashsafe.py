@@ -55,7 +55,9 @@ def curve_of(out):
     """Everything in report.json that an identical run must reproduce exactly (wall times excluded)."""
     report = json.loads((out / "report.json").read_text())
     curve = [{k: v for k, v in point.items() if k != "seconds"} for point in report["curve"]]
-    return curve, {k: report[k] for k in ("nfe", "steps", "best_step", "rules", "stop_reason", "solved_after")}
+    return curve, {
+        k: report[k] for k in ("nfe", "steps", "best_step", "best_seed", "rules", "stop_reason", "solved_after")
+    }
 
 
 def assert_same_run(a, b):
