@@ -30,6 +30,8 @@ VARIANTS = {
     "tto-base": {"search": "base", "retarget": "keep"},
     "tto-base-pop16": {"search": "base", "retarget": "keep", "population": 16},
     "tto-base-restart": {"search": "base", "retarget": "restart"},
+    "tto-near1": {"refine_failing": 1},  # gradient only on a near miss (the best fails at most one rule)
+    "tto-near0": {"refine_failing": 0},  # never refines (a run stops once every rule holds): Best-of-N, a check
 }
 
 

@@ -45,6 +45,7 @@ class Settings:
     patience: int = 3
     search: str = "base"
     retarget: str = "restart"
+    refine_failing: int | None = None  # gradient only when the best fails at most this many rules (None: always)
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,8 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         extra.update(searched=False, progress_rank=list(best_rank), rng=_json_rng(rng))
 
     while True:
-        # 1. search: fresh seeds through the current LoRA, judged exactly (skipped when a resumed step
-        # had done it).
+        # 1. search: fresh seeds through the frozen model (or the current LoRA), judged exactly (skipped
+        # when a resumed step had done it).
         if not extra.get("searched"):
             if not tracker.can_afford(s.population * sample_cost, step):
                 return
@@ -181,7 +181,13 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
                     on_step(entry, report)
             if final:
                 return
-        # 2. gradient on the best candidate's seed.
+        # 2. gradient on the best candidate's seed — with `refine_failing`, only once the best fails at
+        # most that many rules (a near miss); until then the step is search only.
+        if s.refine_failing is not None and len(tracker.best[2].rules) - tracker.best[0][1] > s.refine_failing:
+            extra["searched"] = False
+            tracker.commit(step + 1, tensors())
+            step += 1
+            continue
         window = grad_steps_for(s.grad_reach, s.grad_steps, generator.steps, rng)
         cost = generator.nfe(window)
         if not tracker.can_afford(cost, step):

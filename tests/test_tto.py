@@ -154,3 +154,17 @@ def test_the_best_videos_seed_draws_it_again(generator, condition, method, lr, s
     with torch.no_grad():
         again = generator.sample(condition, result.best_seed)[0]
     torch.testing.assert_close(again, result.best_video)
+
+
+def test_refining_only_near_misses_searches_until_one_is_found(generator, condition):
+    """refine_failing=0 never refines (a run stops when every rule holds): it is Best-of-N, NFE for NFE."""
+    rules, population = ruledsl.loads(IMPOSSIBLE).compile(), 2
+    budget = Budget(steps=10**6, nfe=generator.nfe(0) * (1 + 3 * population))
+    settings = Settings(method="tto", population=population, rank=4, refine_failing=0)
+    tto = optimize(rules, condition, generator, budget, settings)
+    bon = optimize(rules, condition, generator, budget, Settings(method="best-of-n"))
+    assert tto.phases["gradient"] == 0 and tto.nfe == bon.nfe
+    assert [s.loss for s in tto.history] == pytest.approx([s.loss for s in bon.history], rel=1e-6)
+    assert tto.best_seed == bon.best_seed
+    refining = optimize(rules, condition, generator, budget, Settings(method="tto", population=population, rank=4))
+    assert refining.phases["gradient"] > 0
