@@ -1,16 +1,18 @@
 """`tto`: test-time optimization that contains Best-of-N's search and adds the gradient on top.
 
 Every step spends its compute in two parts:
-1. **search**: `population` fresh seeds rolled out through the current LoRA without gradient; every
-   video is judged with the exact semantics and the best so far is kept. The seeds follow Best-of-N's
-   stream (seed + 1, seed + 2, ...), so with a zero LoRA this part *is* Best-of-N. With
-   `search="base"` the seeds go through the frozen model (peft's adapters disabled), so the search
-   stays Best-of-N's after updates too and the LoRA only makes the target's gradient rollouts (each
-   judged like a searched seed); `retarget="restart"` gives a new target a fresh LoRA;
+1. **search**: `population` fresh seeds rolled out without gradient through the frozen model
+   (`search="base"`, the default: peft's adapters disabled) or through the current LoRA ("lora");
+   every video is judged with the exact semantics and the best so far is kept. The seeds follow
+   Best-of-N's stream (seed + 1, seed + 2, ...), so on the frozen model this part *is* Best-of-N,
+   whatever the LoRA has learned, and the LoRA only makes the target's gradient rollouts (each judged
+   like a searched seed). When the search finds a better candidate, `retarget="restart"` (default)
+   gives it a fresh LoRA;
 2. **gradient**: one rollout with gradient on the seed of the best candidate so far (the video nearest
-   to satisfying the rules), through the sampling steps chosen by `grad_reach` ("last": the last
-   `grad_steps`; "random": a random number of final steps each time, DRaFT/AlignProp-style randomized
-   truncation, so early steps where layout and motion are decided get gradient too; "all": every step).
+   to satisfying the rules; with `refine_failing`, only once it fails at most that many rules),
+   through the sampling steps chosen by `grad_reach` ("last": the last `grad_steps`; "random": a
+   random number of final steps each time, DRaFT/AlignProp-style randomized truncation, so early
+   steps where layout and motion are decided get gradient too; "all": every step).
    The loss is each rule's smooth loss divided by its value at the first gradient step, floored at
    the rules' mean (`loss_scales`; per-rule normalisation: no rule's scale dominates), weighted by
    `1 + focus` for the rules the target video still fails. With `search="lora"` the LoRA is shared
@@ -102,8 +104,9 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         extra.setdefault(key, value)
     step = tracker.next_step
     lora = {"params": attach_lora(generator.denoiser, targets, s.rank)}
-    # An odd number of plateaus since the last restart means a halved learning rate.
-    lr = s.lr * (0.5 if extra["plateaus"] % 2 else 1.0)
+    # The learning rate in use (halved on a plateau, back on a restart); older checkpoints lack it: an
+    # odd number of plateaus there meant a halved one.
+    lr = extra.get("lr", s.lr * (0.5 if extra["plateaus"] % 2 else 1.0))
     lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=lr, weight_decay=0.0)
     restore(generator.denoiser, lora["optimizer"], lora["params"], tracker.tensors)
     tracker.restore_rng()
@@ -125,7 +128,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         """A fresh LoRA at the configured learning rate (its loss scales measured again)."""
         lora["params"] = attach_lora(generator.denoiser, targets, s.rank)
         lora["optimizer"] = torch.optim.AdamW(lora["params"], lr=s.lr, weight_decay=0.0)
-        extra["scales"] = {}
+        extra.update(scales={}, lr=s.lr)
         tracker.phases["restarts"] += 1
 
     def update(finite: bool) -> None:
@@ -144,6 +147,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         elif action == "halve":
             for group in lora["optimizer"].param_groups:
                 group["lr"] = s.lr / 2
+            extra["lr"] = s.lr / 2
         extra.update(searched=False, progress_rank=list(best_rank), rng=_json_rng(rng))
 
     while True:
