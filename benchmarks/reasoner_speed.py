@@ -1,5 +1,5 @@
-"""Reasoner speed (v1 or v2): one sample at the model's steps (8 shipped), and forward + backward through the sampler
-with a LoRA attached (gradients through the last 2 steps, as the runtime does, and through all 8).
+"""Reasoner speed (v1 or v2): one sample at the model's steps (per frame for the autoregressive v2), and forward +
+backward through the sampler with a LoRA attached (gradients through the last 2 steps, and through all of them).
 
 Usage: python benchmarks/reasoner_speed.py [--threads 1 2] [--repeats 5] [--model FOLDER]
 """
@@ -51,7 +51,7 @@ def main() -> None:
         rows = {
             "sample (no grad)": timed(sample, args.repeats),
             "fwd+bwd, LoRA, grads through last 2 steps": timed(step(2), args.repeats),
-            "fwd+bwd, LoRA, grads through all 8 steps": timed(step(8), args.repeats),
+            f"fwd+bwd, LoRA, grads through all {generator.steps} steps": timed(step(generator.steps), args.repeats),
         }
         detach_lora(generator.denoiser)
         for name, seconds in rows.items():
