@@ -797,6 +797,11 @@ def reasoner_sample(
     model: Path = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    lora: Path = typer.Option(
+        None,
+        "--lora",
+        help="A run's lora.safetensors to sample through (with --seed its report's best_seed: the best video again).",
+    ),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Image-to-video from the task's first frame with the reasoner (or another --model)."""
@@ -805,6 +810,7 @@ def reasoner_sample(
     from ruledsl.compiler.video_io import write_video
     from ruledsl.runtime.generators import condition_from_task
     from ruledsl.runtime.load import GeneratorLoadError, load_generator
+    from ruledsl.runtime.lora import attach_saved_lora, load_lora
     from ruledsl.tasks.layout import TaskFolderError, read_task
 
     if out.exists() and not force:
@@ -816,6 +822,12 @@ def reasoner_sample(
     except (TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None
+    if lora is not None:
+        try:
+            attach_saved_lora(generator.denoiser, load_lora(lora))
+        except Exception as error:  # an untrusted file: missing, not safetensors, or not a LoRA of this model
+            _stderr(f"error: {lora}: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
     torch.set_num_threads(1)
     with torch.no_grad():
         video = generator.sample(condition_from_task(folder), seed)[0]

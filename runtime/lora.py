@@ -106,6 +106,22 @@ def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
         raise ValueError(f"LoRA weights do not fit this model (another rank?): {error}") from None
 
 
+def attach_saved_lora(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Attach a LoRA shaped like `state` (a run's lora.safetensors: its modules and rank, alpha = rank
+    as `attach_lora` makes it) and load its weights; ValueError if it is not a LoRA of this model."""
+    if not state or not all(".lora_A." in key or ".lora_B." in key for key in state):
+        raise ValueError("not a LoRA state dict (expected peft keys: <module>.lora_A.weight / <module>.lora_B.weight)")
+    modules = sorted({key.split(".lora_", 1)[0] for key in state})
+    ranks = {value.shape[0] for key, value in state.items() if ".lora_A." in key}
+    if len(ranks) != 1:
+        raise ValueError(f"the LoRA's modules have different ranks ({sorted(ranks)}); expected one")
+    try:
+        attach_lora(model, modules, ranks.pop())
+    except ValueError as error:
+        raise ValueError(f"the LoRA does not fit this model: {error}") from None
+    load_lora_state(model, state)
+
+
 def _attached(model: torch.nn.Module) -> bool:
     configs = getattr(model, "peft_config", None)
     return isinstance(configs, dict) and ADAPTER in configs

@@ -142,15 +142,15 @@ def test_lora_disabled_runs_the_base_model_and_puts_the_lora_back(generator, con
 def test_the_best_videos_seed_draws_it_again(generator, condition, method, lr, seed):
     """Result.best_seed (report.json's best_seed): that seed, through the saved LoRA if any, remakes the
     best video. (With lr 0 tto's best is a seed it searched on the frozen model: no LoRA.)"""
-    from ruledsl.runtime.lora import attach_lora, load_lora_state
+    from ruledsl.runtime.lora import attach_saved_lora, detach_lora
 
     settings = Settings(method=method, population=3, rank=4, grad_steps=1, seed=seed, lr=lr)
     result = optimize(ruledsl.loads(IMPOSSIBLE).compile(), condition, generator, Budget(steps=3), settings)
     assert result.best_seed is not None
     assert (result.lora is None) == (lr == 0.0 or result.best_step == -1)
-    if result.lora:
-        attach_lora(generator.denoiser, generator.lora_targets, 4)
-        load_lora_state(generator.denoiser, result.lora)
+    detach_lora(generator.denoiser)
+    if result.lora:  # as `ruledsl reasoner sample --lora`: modules and rank read from the saved weights
+        attach_saved_lora(generator.denoiser, result.lora)
     with torch.no_grad():
         again = generator.sample(condition, result.best_seed)[0]
     torch.testing.assert_close(again, result.best_video)
