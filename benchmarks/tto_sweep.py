@@ -3,7 +3,8 @@
     python benchmarks/tto_sweep.py --n 3 --budget 400 --out benchmarks/results/tto_sweep
 
 One variant changes one setting of the default (population, gradient reach, learning rate, focus on
-failing rules); Best-of-N runs beside them at the same NFE. Every variant sees the same instances
+failing rules, frame guidance); Best-of-N runs beside them at the same NFE (`bon-` variants: Best-of-N
+with one setting changed). Every variant sees the same instances
 (`train` split, `--seed` stream). Writes the bench outputs (table.md, summary.json, ...) to --out.
 """
 
@@ -32,7 +33,24 @@ VARIANTS = {
     "tto-base-restart": {"search": "base", "retarget": "restart"},
     "tto-near1": {"refine_failing": 1},  # gradient only on a near miss (the best fails at most one rule)
     "tto-near0": {"refine_failing": 0},  # never refines (a run stops once every rule holds): Best-of-N, a check
+    # frame guidance (runtime/frame_guide.py): a frame breaking a safety rule is drawn again, up to R times;
+    # the bon- variants are Best-of-N with it, no gradient (what the guide alone adds)
+    "tto-guide1": {"frame_retries": 1},
+    "tto-guide2": {"frame_retries": 2},
+    "tto-guide4": {"frame_retries": 4},
+    "bon-guide1": {"frame_retries": 1},
+    "bon-guide2": {"frame_retries": 2},
+    "bon-guide4": {"frame_retries": 4},
+    # ... with backtracking: a frame no redraw keeps sends the search back one frame, up to B times a video
+    "tto-g2b16": {"frame_retries": 2, "frame_backtracks": 16},
+    "bon-g2b16": {"frame_retries": 2, "frame_backtracks": 16},
+    "bon-g4b8": {"frame_retries": 4, "frame_backtracks": 8},
+    "bon-g2b32": {"frame_retries": 2, "frame_backtracks": 32},
 }
+
+
+def loop_method(variant: str) -> str:
+    return "best-of-n" if variant.startswith("bon-") else "tto"
 
 
 def main() -> None:
@@ -47,8 +65,8 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
-    variants = {n: {"doc": f"tto with {VARIANTS[n] or 'the defaults'}", "loop_method": "tto", "settings": VARIANTS[n]}
-                for n in names}  # fmt: skip
+    variants = {n: {"doc": f"{loop_method(n)} with {VARIANTS[n] or 'the defaults'}", "loop_method": loop_method(n),
+                    "settings": VARIANTS[n]} for n in names}  # fmt: skip
     config = bench.BenchConfig(out=args.out, split="train", n=args.n, seed=args.seed, budgets=tuple(args.budget or [400]),
                                methods=("best-of-n", *names), workers=args.workers, steps=args.sample_steps,
                                extra_methods=variants)  # fmt: skip

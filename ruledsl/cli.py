@@ -426,6 +426,19 @@ def optimize(
     grad_steps: int = typer.Option(
         Settings.grad_steps, "--grad-steps", min=1, help="Sampling steps with gradients (the last K)."
     ),
+    frame_retries: int = typer.Option(
+        Settings.frame_retries,
+        "--frame-retries",
+        min=0,
+        help="tto and best-of-n: redraw a frame that breaks a safety rule (always / until) up to this many times"
+        " while sampling (autoregressive reasoners only; 0: off).",
+    ),
+    frame_backtracks: int = typer.Option(
+        Settings.frame_backtracks,
+        "--frame-backtracks",
+        min=0,
+        help="With --frame-retries: times per video that a frame no redraw keeps sends the sampling one frame back.",
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -473,7 +486,15 @@ def optimize(
     params = task_params(program, folder, _parse_params(param))
     vqa = _vlm_or_exit(vlm, generator.device, vlm_dtype)  # on the generator's device
     compiled = _compile_or_exit(program, params=params, vqa=vqa, ask_frames=ask_frames)
-    settings = Settings(method=method, seed=seed, lr=lr, rank=rank, grad_steps=grad_steps)
+    settings = Settings(
+        method=method,
+        seed=seed,
+        lr=lr,
+        rank=rank,
+        grad_steps=grad_steps,
+        frame_retries=frame_retries,
+        frame_backtracks=frame_backtracks,
+    )
     # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
     baseline = method in ("best-of-n", "noise")
     if baseline and nfe is None:
@@ -520,6 +541,7 @@ def optimize(
     taken = f"{report.steps} step{'' if report.steps == 1 else 's'}"
     origin = "" if report.best_seed is None else f"; best video from seed {report.best_seed}"
     origin += " with lora.safetensors" if origin and result.lora else ""
+    origin += f" and frame draws {_draws_text(report.best_draws)}" if origin and report.best_draws else ""
     print(f"{verdict} after {taken} ({report.stop_reason}){origin}; {report.nfe:g} NFE, {report.seconds:.1f} s")
     print(
         f"wrote {out}/: best.mp4, best.gif, base.mp4, report.json, curves.png"
@@ -802,6 +824,12 @@ def reasoner_sample(
         "--lora",
         help="A run's lora.safetensors to sample through (with --seed its report's best_seed: the best video again).",
     ),
+    draws: str = typer.Option(
+        None,
+        "--draws",
+        help="A guided run's frame draws (report.json's best_draws, comma-separated): with --seed its best_seed,"
+        " the best video again.",
+    ),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Image-to-video from the task's first frame with the reasoner (or another --model)."""
@@ -829,10 +857,24 @@ def reasoner_sample(
             _stderr(f"error: {lora}: {error}")
             raise typer.Exit(EXIT_USAGE) from None
     torch.set_num_threads(1)
+    condition = condition_from_task(folder)
+    noise = generator.initial_noise(condition, seed)
+    if draws is not None:
+        from ruledsl.runtime.frame_guide import guided_noise
+
+        try:
+            noise = guided_noise(generator, condition, seed, [int(d) for d in draws.split(",")])
+        except ValueError as error:
+            _stderr(f"error: --draws {draws!r}: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
     with torch.no_grad():
-        video = generator.sample(condition_from_task(folder), seed)[0]
+        video = generator.rollout(condition, noise)[0]
     write_video(out, video)
     print(f"wrote {out} ({video.shape[0]} frames, {video.shape[-1]}x{video.shape[-2]})")
+
+
+def _draws_text(draws: list[int]) -> str:
+    return ",".join(str(d) for d in draws)
 
 
 def _intervals_text(intervals) -> str:

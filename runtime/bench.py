@@ -54,7 +54,17 @@ METHODS: dict[str, BenchMethod] = {
     m.name: m
     for m in (
         BenchMethod("base", "the base sample (seed 0): no search, no gradient", None),
-        BenchMethod("best-of-n", "N seeds without gradient; the compiled program picks the best", "best-of-n"),
+        BenchMethod(
+            "best-of-n",
+            "N seeds without gradient; the compiled program picks the best",
+            "best-of-n",
+            settings={"frame_retries": 0, "frame_backtracks": 0},  # the plain baseline, whatever the default
+        ),
+        BenchMethod(
+            "guided-bon",
+            "Best-of-N with frame guidance (runtime/frame_guide.py), no gradient: what tto's search alone does",
+            "best-of-n",
+        ),
         BenchMethod("noise", "initial-noise optimization through every sampling step (ReNO-style)", "noise"),
         BenchMethod("lora-v1", "LoRA on one fixed seed, gradients through the last sampling steps", "lora"),
         BenchMethod(

@@ -140,6 +140,11 @@ class VideoGenerator(ABC):
                 self._cached = cached = (condition, batch, self.encode(condition, batch))
         return cached[2]
 
+    @property
+    def autoregressive(self) -> bool:
+        """Frames made one after another, each by its own calls (`frame_calls`; frame_guide.py needs it)."""
+        return False
+
     def window_step(self, call: int) -> int:
         """Which of the `steps` sampling steps denoiser call `call` is, for the gradient window.
         One call per step by default; an autoregressive model runs the steps once per frame."""
@@ -383,6 +388,16 @@ class ReasonerGenerator(VideoGenerator):
 
     def window_step(self, call: int) -> int:
         return call % self.steps if self.context else call
+
+    @property
+    def autoregressive(self) -> bool:
+        """Frames made one after another (`frame_calls`): what frame guidance (frame_guide.py) needs."""
+        return bool(self.context)
+
+    def frame_calls(self, frame: int) -> list[tuple[int, int]]:
+        """The denoiser calls that make frame `frame` (>= 1) of an autoregressive rollout, in order."""
+        self.scheduler.set_timesteps(self.steps, device=self.device)
+        return [(frame, j) for j in range(self.steps)]
 
     def start(self, noise, conditioning):
         if not self.context:

@@ -76,6 +76,7 @@ class Checkpoint:
     phases: dict[str, float] = field(default_factory=dict)  # NFE per phase, restarts (Result.phases)
     extra: dict = field(default_factory=dict)  # the method's own state as JSON values (tto: seeds, plateaus)
     best_seed: int | None = None  # the noise seed of the best video (see Result.best_seed)
+    best_draws: list[int] | None = None  # its frame draws, when frame guidance made it (Result.best_draws)
 
 
 @dataclass
@@ -97,6 +98,10 @@ class Result:
     # The noise seed that made the best video: with `lora` (when not None) the same seed regenerates it;
     # None when no seed alone does (the noise method optimizes the noise itself).
     best_seed: int | None = None
+    # With frame guidance (Settings.frame_retries), the draw kept for each frame after the first
+    # (frame_guide.GuidedSample.attempts; `guided_noise(generator, condition, best_seed, best_draws)`
+    # is the noise that makes the best video again); None for an unguided seed.
+    best_draws: list[int] | None = None
 
     @property
     def solved(self) -> bool:
@@ -137,6 +142,7 @@ class _Tracker:
         self.tensors = dict(resume.tensors) if resume else {}  # the method's state to start from
         self.best: tuple | None = None  # (rank, video, report, step, lora)
         self.best_seed: int | None = resume.best_seed if resume else None
+        self.best_draws: list[int] | None = resume.best_draws if resume else None
         self.stop_reason = ""
         self.devices: list[int] = []  # CUDA devices whose RNG the run owns
         self.committed: Checkpoint | None = None
@@ -152,10 +158,11 @@ class _Tracker:
         self.nfe += cost
         self.phases[phase] += cost
 
-    def judge(self, video: torch.Tensor, step: int, report=None, lora=None, seed: int | None = None):
+    def judge(self, video: torch.Tensor, step: int, report=None, lora=None, seed: int | None = None, draws=None):
         """Keep `video` if it is the best so far. `report`: its report if already computed (the exact
         verdicts in a report do not depend on gradients); `lora`: a callable giving the weights to keep;
-        `seed`: the noise seed that made it (None: not a plain seed's rollout)."""
+        `seed`: the noise seed that made it (None: not a plain seed's rollout); `draws`: its frame
+        draws when frame guidance made it (Result.best_draws)."""
         if report is None:
             with torch.no_grad():
                 report = self.program(video.detach())
@@ -163,6 +170,7 @@ class _Tracker:
         if self.best is None or rank > self.best[0]:
             self.best = (rank, video.detach()[0].clone(), report, step, lora() if callable(lora) else lora)
             self.best_seed = seed
+            self.best_draws = None if seed is None or not draws or not any(draws) else list(draws)
             if self.on_best:
                 self.on_best(self.best[1], report, step, self.nfe)
         return report
@@ -203,6 +211,7 @@ class _Tracker:
             dict(self.phases),
             copy.deepcopy(self.extra),
             self.best_seed,
+            self.best_draws,
         )
         self.committed_report = report
         if self.write_checkpoint is not None:
@@ -225,12 +234,13 @@ class _Tracker:
         lora=None,
         plateau: bool = True,
         seed: int | None = None,
+        draws=None,
     ) -> bool:
         """Judge and record one gradient step, call `update(finite)` if the loop goes on, commit, then report
         the step; True when the loop must stop (every rule holds, too many non-finite losses or gradients in
         a row, or — with `plateau` — no lower loss for a while). `tensors()`: the method's state after the
         update; `lora()`: the weights that made `video`, kept if it is the best; `seed`: its noise seed."""
-        self.judge(video, step, report, lora, seed)  # before the update: these weights made this video
+        self.judge(video, step, report, lora, seed, draws)  # before the update: these weights made this video
         self.record(step, report, skipped=not finite)
         self.nonfinite = 0 if finite else self.nonfinite + 1
         if bool(report.satisfied[0]):
@@ -351,7 +361,7 @@ def optimize(
             elif settings.method == "lora":
                 _lora(program, condition, generator, tracker, on_step)
             elif settings.method == "best-of-n":
-                _best_of_n(condition, generator, tracker, on_step)
+                _best_of_n(program, condition, generator, tracker, on_step)
             else:
                 _noise(program, condition, generator, tracker, on_step)
         except KeyboardInterrupt:
@@ -381,6 +391,7 @@ def optimize(
         dict(committed.phases),
         committed,
         committed.best_seed,
+        committed.best_draws,
     )
     return result
 
@@ -480,14 +491,17 @@ def _on_device(state: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor
     return {key: value if key == "step" else value.to(device) for key, value in state.items()}
 
 
-def _best_of_n(condition, generator, tracker: _Tracker, on_step) -> None:
+def _best_of_n(program, condition, generator, tracker: _Tracker, on_step) -> None:
+    from ruledsl.runtime.frame_guide import FrameGuide
+
     tracker.restore_rng()
+    guide = FrameGuide(program, tracker.settings.frame_retries, tracker.settings.frame_backtracks)
     cost, n = generator.nfe(0), tracker.next_step
     while tracker.can_afford(cost, n):
-        with torch.no_grad():
-            video = generator.sample(condition, tracker.settings.seed + 1 + n)
-        tracker.spend(cost, "search")
-        report = tracker.judge(video, n, seed=tracker.settings.seed + 1 + n)
+        seed = tracker.settings.seed + 1 + n
+        drawn = guide.sample(generator, condition, seed, guide.redraws_affordable(generator, condition, tracker, cost))
+        tracker.spend(cost + drawn.redraws * guide.frame_cost(generator, condition), "search")
+        report = tracker.judge(drawn.video, n, seed=seed, draws=drawn.attempts)
         tracker.record(n, report)
         final = f"every rule holds (candidate {n})" if bool(report.satisfied[0]) else ""
         tracker.stop_reason = final or tracker.stop_reason

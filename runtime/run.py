@@ -79,6 +79,8 @@ class RunReport(BaseModel):
     # The noise seed of the best video: `ruledsl reasoner sample ... --seed N` (with lora.safetensors when
     # the run saved one) draws it again; None when no seed alone makes it (the noise method).
     best_seed: int | None = None
+    # With frame guidance: the draw kept per frame after the first (`reasoner sample --draws`); None otherwise.
+    best_draws: list[int] | None = None
     steps: int
     nfe: float
     phases: dict[str, float]  # NFE spent on the base sample, the search and the gradient; restarts (tto)
@@ -272,6 +274,7 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
         "phases": checkpoint.phases,
         "extra": checkpoint.extra,
         "best_seed": checkpoint.best_seed,
+        "best_draws": checkpoint.best_draws,
     }
     cpu = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
     return save(cpu, metadata={"ruledsl": json.dumps(info)})
@@ -303,6 +306,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             finished=str(info["finished"]),
             phases={str(k): float(v) for k, v in info.get("phases", {}).items()},
             best_seed=None if info.get("best_seed") is None else int(info["best_seed"]),
+            best_draws=None if info.get("best_draws") is None else [int(d) for d in info["best_draws"]],
             extra=dict(info.get("extra", {})),
         )
         if checkpoint.step < 0 or not history or history[0].index != -1 or checkpoint.best_video.ndim != 4:
@@ -418,6 +422,7 @@ def write_run(
         rules=rules,
         best_step=result.best_step,
         best_seed=result.best_seed,
+        best_draws=result.best_draws,
         steps=len({s.index for s in result.history if s.index >= 0}),  # tto judges several rollouts a step
         nfe=result.nfe,
         phases=result.phases,

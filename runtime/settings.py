@@ -46,6 +46,12 @@ class Settings:
     search: str = "base"
     retarget: str = "restart"
     refine_failing: int | None = None  # gradient only when the best fails at most this many rules (None: always)
+    # Searched seeds of `tto` and `best-of-n` sampled frame by frame under the rules' safety monitors
+    # (runtime/frame_guide.py): a frame that breaks one is drawn again, up to `frame_retries` times; a
+    # frame no redraw keeps sends the search back one frame, up to `frame_backtracks` times a video.
+    # 0: off. Autoregressive generators only (others sample whole videos). Chosen on train (docs/runtime.md).
+    frame_retries: int = 2
+    frame_backtracks: int = 16
 
 
 @dataclass(frozen=True)

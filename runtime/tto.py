@@ -32,6 +32,7 @@ from contextlib import nullcontext
 
 import torch
 
+from ruledsl.runtime.frame_guide import FrameGuide, GuidedSample, guided_noise
 from ruledsl.runtime.lora import attach_lora, lora_disabled, lora_state
 from ruledsl.runtime.settings import GradientWindow
 
@@ -124,6 +125,29 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
     def tensors():
         return snapshot(generator.denoiser, lora["optimizer"], lora["params"])
 
+    guide = FrameGuide(program, s.frame_retries, s.frame_backtracks)
+
+    def search(seeds: list[int]) -> list[GuidedSample]:
+        """The seeds' videos, through the frozen model (or the LoRA): guided one by one when frame
+        guidance is on (within the NFE budget), else in one batch."""
+        with torch.no_grad(), lora_disabled(generator.denoiser) if on_base else nullcontext():
+            if guide.active and generator.autoregressive:
+                drawn: list[GuidedSample] = []
+                pending = 0.0  # what the seeds drawn so far cost (the caller spends it, seed by seed)
+                for seed in seeds:
+                    # Redraws only from what is left once every seed still to come has its one sample.
+                    later = pending + sample_cost * (len(seeds) - len(drawn))
+                    drawn.append(
+                        guide.sample(
+                            generator, condition, seed, guide.redraws_affordable(generator, condition, tracker, later)
+                        )
+                    )
+                    pending += sample_cost + drawn[-1].redraws * guide.frame_cost(generator, condition)
+                return drawn
+            noise = torch.cat([generator.initial_noise(condition, seed) for seed in seeds])
+            videos = generator.rollout(condition, noise, grad_steps=0)
+            return [GuidedSample(video[None], n[None]) for video, n in zip(videos, noise)]
+
     def restart() -> None:
         """A fresh LoRA at the configured learning rate (its loss scales measured again)."""
         lora["params"] = attach_lora(generator.denoiser, targets, s.rank)
@@ -158,22 +182,20 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
                 return
             seeds = list(range(extra["next_seed"], extra["next_seed"] + s.population))
             extra["next_seed"] += s.population
-            with torch.no_grad(), lora_disabled(generator.denoiser) if on_base else nullcontext():
-                noise = torch.cat([generator.initial_noise(condition, seed) for seed in seeds])
-                videos = generator.rollout(condition, noise, grad_steps=0)
             judged, final = [], ""
             # A seed searched on the frozen model keeps no LoRA: none made its video.
             made_by = None if on_base else (lambda: lora_state(generator.denoiser))
-            for seed, video in zip(seeds, videos):
-                tracker.spend(sample_cost, "search")
+            for seed, drawn in zip(seeds, search(seeds)):
+                tracker.spend(sample_cost + drawn.redraws * guide.frame_cost(generator, condition), "search")
                 before = tracker.best[0]
-                report = tracker.judge(video[None], step, lora=made_by, seed=seed)
+                report = tracker.judge(drawn.video, step, lora=made_by, seed=seed, draws=drawn.attempts)
                 tracker.record(step, report)
                 judged.append((tracker.history[-1], report))
                 if tracker.best[0] != before:
                     if s.retarget == "restart" and extra["scales"] and extra["target_seed"] != seed:
                         restart()
                     extra["target_seed"] = seed
+                    extra["target_draws"] = drawn.attempts
                 if bool(report.satisfied[0]):
                     final = f"every rule holds (step {step}, seed {seed})"
                     break
@@ -196,9 +218,13 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         cost = generator.nfe(window)
         if not tracker.can_afford(cost, step):
             return
-        video = generator.rollout(
-            condition, generator.initial_noise(condition, extra["target_seed"]), grad_steps=window
+        draws = extra.get("target_draws")
+        noise = (
+            guided_noise(generator, condition, extra["target_seed"], draws)
+            if draws
+            else generator.initial_noise(condition, extra["target_seed"])
         )
+        video = generator.rollout(condition, noise, grad_steps=window)
         tracker.spend(cost, "gradient")
         report = program(video)
         if not extra["scales"]:
@@ -208,7 +234,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
         finite = backward(loss, lora["params"])
         weights = lambda: lora_state(generator.denoiser)  # noqa: E731  (the weights that made `video`)
         done = tracker.finish_step(
-            video, step, report, finite, on_step, tensors, update, weights, plateau=False, seed=extra["target_seed"]
+            video, step, report, finite, on_step, tensors, update, weights, False, extra["target_seed"], draws
         )
         if done:
             return
