@@ -864,7 +864,7 @@ def reasoner_sample(
 
         try:
             noise = guided_noise(generator, condition, seed, [int(d) for d in draws.split(",")])
-        except ValueError as error:
+        except ValueError as error:  # not integers, or not one per frame after the first
             _stderr(f"error: --draws {draws!r}: {error}")
             raise typer.Exit(EXIT_USAGE) from None
     with torch.no_grad():

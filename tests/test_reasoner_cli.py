@@ -53,3 +53,31 @@ def test_reasoner_sample_through_a_saved_lora(tmp_path):
         app, [*base, "--out", str(tmp_path / "bad.gif"), "--lora", str(tmp_path / "not_a_lora.safetensors")]
     )
     assert bad.exit_code == 2 and "not_a_lora.safetensors" in bad.output and not (tmp_path / "bad.gif").exists()
+
+
+def test_reasoner_sample_draws_a_guided_video_again_from_its_seed_and_draws(tmp_path):
+    """A guided video (report.json's best_seed and best_draws) is drawn again by `reasoner sample --draws`."""
+    from ruledsl.compiler.video_io import write_video
+    from ruledsl.runtime.bench import example_program
+    from ruledsl.runtime.frame_guide import FrameGuide
+    from ruledsl.runtime.generators import ReasonerGenerator, condition_from_task
+    from ruledsl.tasks.layout import read_task
+
+    instance = generate("two_targets", 1, 1, "train")
+    task = write_task(instance, tmp_path / "task")
+    condition = condition_from_task(read_task(task))
+    guide = FrameGuide(example_program("two_targets", instance.to_dict(), 64), retries=2)
+    seed, guided = next(
+        (s, g) for s in range(8) if any((g := guide.sample(ReasonerGenerator(), condition, s)).attempts)
+    )
+    write_video(tmp_path / "guided.gif", guided.video[0])
+    draws = ",".join(map(str, guided.attempts))
+    base = ["reasoner", "sample", str(task), "--seed", str(seed)]
+    again = runner.invoke(app, [*base, "--draws", draws, "--out", str(tmp_path / "again.gif")])
+    plain = runner.invoke(app, [*base, "--out", str(tmp_path / "plain.gif")])
+    assert again.exit_code == 0 and plain.exit_code == 0, again.output
+    assert torch.equal(read_video(tmp_path / "again.gif"), read_video(tmp_path / "guided.gif"))
+    assert not torch.equal(read_video(tmp_path / "plain.gif"), read_video(tmp_path / "guided.gif"))
+    for bad in (draws + ",0", "1,x"):  # one draw too many; not a number
+        result = runner.invoke(app, [*base, "--draws", bad, "--out", str(tmp_path / "bad.gif")])
+        assert result.exit_code == 2 and "--draws" in result.output and not (tmp_path / "bad.gif").exists()
