@@ -7,7 +7,9 @@ Every step spends its compute in two parts:
    Best-of-N's stream (seed + 1, seed + 2, ...), so on the frozen model this part *is* Best-of-N,
    whatever the LoRA has learned, and the LoRA only makes the target's gradient rollouts (each judged
    like a searched seed). When the search finds a better candidate, `retarget="restart"` (default)
-   gives it a fresh LoRA;
+   gives it a fresh LoRA. On an autoregressive generator each seed is sampled under frame guidance
+   (`frame_retries`, `frame_backtracks`; runtime/frame_guide.py): a frame that breaks a safety rule is
+   drawn again as it is made, and the target's gradient rollouts start from the guided noise it kept;
 2. **gradient**: one rollout with gradient on the seed of the best candidate so far (the video nearest
    to satisfying the rules; with `refine_failing`, only once it fails at most that many rules),
    through the sampling steps chosen by `grad_reach` ("last": the last `grad_steps`; "random": a
