@@ -607,6 +607,9 @@ def bench(
     budget: list[float] = typer.Option([400.0], "--budget", help="An NFE budget (repeatable; one run covers all)."),
     methods: str = typer.Option("base,best-of-n,lora-v1", "--methods", help="Comma-separated methods."),
     families: str = typer.Option("", "--families", help="Comma-separated families (default: all)."),
+    size: int = typer.Option(
+        64, "--size", help="Frame size: instances rendered and judged at size x size; a v2 reasoner samples at it."
+    ),
     workers: int = typer.Option(0, "--workers", help="Parallel workers, one instance each (default: CPU count)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray instance)."),
@@ -641,7 +644,7 @@ def bench(
             out=str(out), split=split, n=n, seed=seed, budgets=tuple(budget), methods=parse_methods(methods),
             families=tuple(f.strip() for f in families.split(",") if f.strip()), workers=workers or os.cpu_count() or 1,
             engine=engine, address=address, model=str(model) if model else None, steps=steps, device=device,
-            dtype=dtype,
+            dtype=dtype, size=size,
         )  # fmt: skip
         columns = (
             TextColumn("instances"),

@@ -103,7 +103,9 @@ class BenchConfig:
     steps: int | None = None  # sampling steps per rollout (per frame if autoregressive); None: the model's
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None  # the frozen model's dtype; None: float32
-    size: int = 64  # the first frame is rendered at size x size
+    # Instances are rendered and judged at size x size, and a v2 reasoner (LatentReasonerModel) samples
+    # at it too (ReasonerGenerator(size=...)); other models keep their own resolution.
+    size: int = 64
     workers: int = 1
     engine: str = "local"  # "local" | "ray"
     address: str | None = None  # a Ray cluster address; None: start a local Ray instance
@@ -132,6 +134,8 @@ def validate(config: BenchConfig) -> BenchConfig:
         raise BenchError(f"budgets must be positive NFE counts, got {list(config.budgets)}")
     if config.n < 1 or config.workers < 1:
         raise BenchError("--n and --workers must be at least 1")
+    if config.size < 16:
+        raise BenchError(f"--size must be at least 16 pixels, got {config.size}")
     if config.engine not in ("local", "ray"):
         raise BenchError(f"unknown engine {config.engine!r}; choose from local, ray")
     _check_model(config)
@@ -152,16 +156,41 @@ def _check_model(config: BenchConfig) -> None:
             load.adapter_for(Path(config.model))
         load.resolve_device(config.device)
         load.resolve_dtype(config.dtype)
+        if _samples_at_size(config):
+            unit = _size_unit(config)
+            if config.size % unit:
+                raise BenchError(
+                    f"--size must be a multiple of {unit} for this reasoner (codec x patch), got {config.size}"
+                )
     except load.GeneratorLoadError as error:
         raise BenchError(str(error)) from None
+
+
+def _size_unit(config: BenchConfig) -> int:
+    """The v2 reasoner's size unit, codec downsampling x patch, from its config.json (no weights loaded)."""
+    from ruledsl.runtime.generators import DEFAULT_REASONER
+
+    folder = Path(config.model or os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER)
+    model = json.loads((folder / "config.json").read_text())
+    return 2 ** (len(model.get("codec_config", {}).get("encoder_blocks", [0, 1, 2])) - 1) * model.get("patch", 2)
+
+
+def _samples_at_size(config: BenchConfig) -> bool:
+    """Whether the bench's model samples at `config.size` (a v2 reasoner) or at its own resolution."""
+    from ruledsl.runtime.generators import DEFAULT_REASONER
+    from ruledsl.runtime.load import model_class_name
+
+    folder = config.model or os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER
+    return model_class_name(Path(folder)) == "LatentReasonerModel"
 
 
 def _generator(config: BenchConfig):
     from ruledsl.runtime.load import load_generator
 
-    key = (config.model, config.steps, config.device, config.dtype)
+    key = (config.model, config.steps, config.device, config.dtype, config.size)
     if key not in _GENERATORS:
-        _GENERATORS[key] = load_generator(config.model, config.device, config.dtype, steps=config.steps)
+        options = {"size": config.size} if _samples_at_size(config) else {}
+        _GENERATORS[key] = load_generator(config.model, config.device, config.dtype, steps=config.steps, **options)
     return _GENERATORS[key]
 
 
@@ -231,6 +260,7 @@ def run_instance(config: BenchConfig, family: str, index: int, methods: Iterable
                     "index": index,
                     "split": config.split,
                     "seed": config.seed,
+                    "size": config.size,
                     "method": name,
                     "budget": b,
                     "nfe": min(result.nfe, b) if method.budget_free else result.nfe,
@@ -300,6 +330,13 @@ def run_bench(config: BenchConfig, resume: bool = False, force: bool = False, pr
     prepare_out(out, resume, force)
     results = out / RESULTS
     previous = read_results(results)
+    stream = (config.split, config.seed, config.size)
+    other = next((r for r in previous if (r["split"], r["seed"], r.get("size", 64)) != stream), None)
+    if other is not None:  # --resume continues the same bench; rows of another one would be mixed in
+        raise BenchError(
+            f"{out} holds a bench of split {other['split']!r}, seed {other['seed']}, size {other.get('size', 64)};"
+            f" this one is split {config.split!r}, seed {config.seed}, size {config.size}: choose another --out"
+        )
     if results.exists():  # drop a line a kill cut short, so the next append starts on a fresh line
         _write(results, "".join(json.dumps(r) + "\n" for r in previous))
     done = {(r["family"], r["index"], r["method"], r["budget"]) for r in previous}

@@ -321,6 +321,7 @@ class ReasonerGenerator(VideoGenerator):
         steps: int | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        size: int | None = None,
     ):
         from ruledsl.runtime.reasoner import make_scheduler
 
@@ -332,7 +333,15 @@ class ReasonerGenerator(VideoGenerator):
         self.latent = type(model).__name__ == "LatentReasonerModel"
         self.dtype = next(self.model.parameters()).dtype
         self.steps = steps or model.config.get("steps", 8)
-        self.size = model.config["size"]
+        # The sampling resolution: the trained one by default; a v2 model (convolutions, attention
+        # without a position table) also runs at other multiples of its unit (latent_shape_at).
+        self.size = size or model.config["size"]
+        if size and size != model.config["size"]:
+            if not self.latent:
+                raise ValueError(
+                    f"a v1 reasoner samples at its trained size only ({model.config['size']}), got size {size}"
+                )
+            model.latent_shape_at(size)  # raises with the valid unit
         self.scheduler = make_scheduler()
         # v2 autoregressive (config `context` K > 0): frames 1.. are generated one after another, each
         # by its own `steps` Euler steps from its K frames before and the motion history of all
@@ -354,7 +363,7 @@ class ReasonerGenerator(VideoGenerator):
         if self.latent:
             from ruledsl.runtime.latent_reasoner import sample_noise as latent_noise
 
-            return latent_noise(1, condition.frames, self.model.latent_shape, seed, self.device)
+            return latent_noise(1, condition.frames, self.model.latent_shape_at(self.size), seed, self.device)
         from ruledsl.runtime.reasoner import sample_noise
 
         return sample_noise(1, condition.frames, self.size, self.size, seed, self.device)
@@ -368,7 +377,7 @@ class ReasonerGenerator(VideoGenerator):
         if frame.shape[-2:] != (self.size, self.size):
             frame = F.interpolate(frame, size=(self.size, self.size), mode="area")
         frame = frame.expand(batch, -1, -1, -1)
-        model_frame = self.model.encode_first_frame(frame.to(self.dtype)) if self.latent else (frame * 2 - 1)
+        model_frame = self.model.encode_first_frame(frame.to(self.dtype), self.size) if self.latent else (frame * 2 - 1)
         return frame, model_frame.to(self.dtype), family_ids([condition.family] * batch, frame.device)
 
     def predict(self, latents, t, conditioning):

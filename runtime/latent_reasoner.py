@@ -131,9 +131,17 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of one frame's latent."""
-        down = self.codec.downsampling
-        return self.codec.config["latent_channels"], self.config["size"] // down, self.config["size"] // down
+        """(C, h, w) of one frame's latent at the trained frame size."""
+        return self.latent_shape_at(self.config["size"])
+
+    def latent_shape_at(self, size: int) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's latent for size x size frames. Every layer is convolutional or
+        attention without a position table, so the model runs at any size that is a multiple of
+        codec downsampling x patch (`ReasonerGenerator(size=...)`)."""
+        unit = self.codec.downsampling * self.config["patch"]
+        if size % unit:
+            raise ValueError(f"frame size must be a multiple of {unit} (codec downsampling x patch), got {size}")
+        return self.codec.config["latent_channels"], size // self.codec.downsampling, size // self.codec.downsampling
 
     def _patchify(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C, h, w] -> [B, C p², T, h/p, w/p]
         b, t = x.shape[:2]
@@ -176,9 +184,9 @@ class LatentReasonerModel(ModelMixin, ConfigMixin):
                 x = block(x, emb)
         return self._unpatchify(self.proj_out(F.silu(self.norm_out(x))))
 
-    def encode_first_frame(self, first_frame: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [0, 1] (any size) -> [B, C, h, w] latents at the model's frame size."""
-        return self.codec.encode(resize_frames(first_frame, self.config["size"]))
+    def encode_first_frame(self, first_frame: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """[B, 3, H, W] in [0, 1] (any size) -> [B, C, h, w] latents at `size` (default the trained one)."""
+        return self.codec.encode(resize_frames(first_frame, size or self.config["size"]))
 
     def latent_changes(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training data: [B, T, 3, H, W] in [0, 1] -> (z0 [B, C, h, w], changes [B, T, C, h, w])."""

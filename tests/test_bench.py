@@ -93,6 +93,17 @@ def test_resume_skips_finished_instances_and_reruns_a_killed_one(tmp_path, model
     assert {r["family"] for r in rows(out)} == {"maze", "avoid"}
 
 
+def test_resume_refuses_a_bench_of_another_size(tmp_path, model):
+    out = tmp_path / "b"
+    args = ("--families", "maze", "--methods", "base", "--budget", "4", "--workers", "1")
+    assert run_bench(out, model, *args).exit_code == 0
+    before = (out / "results.jsonl").read_text()
+    assert json.loads(before)["size"] == 64
+    other = run_bench(out, model, *args, "--size", "32", "--resume")
+    assert other.exit_code == 2 and "size 64" in other.output and "choose another --out" in other.output
+    assert (out / "results.jsonl").read_text() == before
+
+
 def test_an_out_folder_in_the_way_is_refused_and_force_starts_over(tmp_path, model):
     out = tmp_path / "b"
     out.mkdir()

@@ -95,6 +95,23 @@ def test_sample_shape_range_determinism_first_frame(generator, condition):
     assert generator.initial_noise(condition, 0).shape == (1, condition.frames, 4, 8, 8)
 
 
+def test_v2_samples_at_another_size_and_refuses_sizes_off_its_unit(condition):
+    model = tiny_model()
+    big = ReasonerGenerator(model=model, size=48)  # a multiple of 4 (codec) x 2 (patch), not the trained 32
+    with torch.no_grad():
+        video = big.sample(condition, seed=1)
+    assert video.shape == (1, condition.frames, 3, 48, 48)
+    assert 0 <= float(video.min()) and float(video.max()) <= 1
+    first = torch.nn.functional.interpolate(condition.first_frame[None], size=(48, 48), mode="area")[0]
+    assert torch.allclose(video[0, 0], first)
+    assert big.initial_noise(condition, 0).shape == (1, condition.frames, 4, 12, 12)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ReasonerGenerator(model=model, size=44)
+    v1 = ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4)
+    with pytest.raises(ValueError, match="trained size only"):
+        ReasonerGenerator(model=v1, size=32)
+
+
 def test_decoder_in_graph_gradients_reach_the_lora_only(generator, condition):
     program = ruledsl.load(ROOT / "examples" / "maze.rule").compile(params={"cell": 1 / 7})
     params = attach_lora(generator.denoiser, generator.lora_targets, rank=4)
