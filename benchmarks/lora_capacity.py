@@ -1,6 +1,6 @@
 """Can a LoRA of the runtime's default rank and targets express the fix? Fit one to a task's own answer.
 
-Usage: python benchmarks/lora_capacity.py [--model FOLDER] [--split ood] [--per-family 2] [--steps 100]
+Usage: python benchmarks/lora_capacity.py [--model FOLDER] [--split ood] [--per-family 2] [--steps 100] [--size 96]
 
 For each task (instances 0..per_family-1 of every family of the split): the seed-0 sample of the
 base model is scored; then a fresh LoRA (rank and lr of runtime.loop.Settings, targets of the
@@ -48,7 +48,7 @@ def ground_truth(
 
 
 def fit(generator, instance, steps: int, check_every: int, batch: int) -> dict:
-    condition = condition_from_instance(instance)
+    condition = condition_from_instance(instance, generator.size)
     meta = instance.to_dict()
 
     def seed0():
@@ -112,13 +112,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--check-every", type=int, default=25)
     parser.add_argument("--batch", type=int, default=4, help="noise draws of the one video per step")
+    parser.add_argument("--size", type=int, default=None, help="frame size (v2: any multiple of 8; default: trained)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    generator = ReasonerGenerator(path=args.model)
+    generator = ReasonerGenerator(path=args.model, size=args.size)
     rows = []
     print("| task | base | fixed at step | final score | seconds |\n|---|---|---|---|---|")
     for family in args.families:
