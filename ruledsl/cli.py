@@ -409,6 +409,9 @@ def optimize(
         min=1,
         help="Denoising steps per rollout (per frame for an autoregressive reasoner); default: the model's.",
     ),
+    size: int = typer.Option(
+        None, "--size", min=8, help="Frame size N (N x N) a v2 reasoner samples at; default: its trained size."
+    ),
     method: str = typer.Option(Settings.method, "--method", help="lora, best-of-n or noise."),
     steps: int = typer.Option(
         Budget.steps,
@@ -477,7 +480,7 @@ def optimize(
     try:
         check_out_folder(out, force, resume, task)  # before any work: a bad --out is found now, not at the end
         folder = read_task(task)
-        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps)
+        generator = load_generator(model, device=device, dtype=dtype, steps=sample_steps, size=size)
         state = load_resume(out) if resume else None
         manifest = run_manifest(out) if resume else None
     except (RunFolderError, TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
@@ -501,7 +504,7 @@ def optimize(
         nfe = nfe_budget_for(generator, settings, steps)
     budget = Budget(steps=10**9 if baseline and nfe is not None else steps, seconds=seconds, nfe=nfe)
     model_name = str(model or "built-in reasoner")
-    conflicts = resume_conflicts(manifest, settings) if manifest is not None else []
+    conflicts = resume_conflicts(manifest, settings, size) if manifest is not None else []
     if conflicts:
         _stderr(
             f"error: {out} was run with other settings: {'; '.join(conflicts)}; resume it with the run's "
@@ -510,7 +513,7 @@ def optimize(
         raise typer.Exit(EXIT_USAGE)
     try:
         if not resume:
-            start_run(out, force, manifest_fields(settings, str(rule_file), str(task), model_name))
+            start_run(out, force, manifest_fields(settings, str(rule_file), str(task), model_name, size))
         elif state is None:
             _stderr(f"note: {out} has no saved step yet; starting the run from its base sample")
         with _termination_as_interrupt():
@@ -827,6 +830,9 @@ def reasoner_sample(
         "--lora",
         help="A run's lora.safetensors to sample through (with --seed its report's best_seed: the best video again).",
     ),
+    size: int = typer.Option(
+        None, "--size", min=8, help="Frame size N (N x N) a v2 reasoner samples at; default: its trained size."
+    ),
     draws: str = typer.Option(
         None,
         "--draws",
@@ -849,7 +855,7 @@ def reasoner_sample(
         raise typer.Exit(EXIT_USAGE)
     try:
         folder = read_task(task)
-        generator = load_generator(model, device=device, dtype=dtype, steps=steps)
+        generator = load_generator(model, device=device, dtype=dtype, steps=steps, size=size)
     except (TaskFolderError, GeneratorLoadError, FileNotFoundError) as error:
         _stderr(f"error: {error}")
         raise typer.Exit(EXIT_USAGE) from None

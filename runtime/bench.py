@@ -189,8 +189,8 @@ def _generator(config: BenchConfig):
 
     key = (config.model, config.steps, config.device, config.dtype, config.size)
     if key not in _GENERATORS:
-        options = {"size": config.size} if _samples_at_size(config) else {}
-        _GENERATORS[key] = load_generator(config.model, config.device, config.dtype, steps=config.steps, **options)
+        size = config.size if _samples_at_size(config) else None
+        _GENERATORS[key] = load_generator(config.model, config.device, config.dtype, steps=config.steps, size=size)
     return _GENERATORS[key]
 
 

@@ -111,14 +111,28 @@ def load_generator(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     steps: int | None = None,
+    size: int | None = None,
     **kwargs,
 ) -> VideoGenerator:
     """The generator for a model folder (None: the built-in reasoner, or $RULEDSL_REASONER) on
     `device` (None: cuda when available, else cpu) with its frozen weights in `dtype` (default
-    float32). `steps` (sampling steps) and `kwargs` go to the adapter; None keeps its default."""
+    float32). `steps` (sampling steps), `size` (frame size: v2 reasoners only, see
+    ReasonerGenerator) and `kwargs` go to the adapter; None keeps its default."""
     folder = Path(path) if path is not None else Path(os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
     cls = adapter_for(folder)
     options = dict(kwargs, device=resolve_device(device), dtype=resolve_dtype(dtype))
     if steps is not None:
         options["steps"] = steps
-    return cls.from_pretrained(folder, **options)
+    if size is not None:
+        if model_class_name(folder) != "LatentReasonerModel":
+            raise GeneratorLoadError(
+                f"{folder}: a frame size applies to a v2 reasoner (LatentReasonerModel) only;"
+                f" `{model_class_name(folder)}` samples at its own resolution"
+            )
+        options["size"] = size
+    try:
+        return cls.from_pretrained(folder, **options)
+    except ValueError as error:  # a size off the model's unit
+        if size is None:
+            raise
+        raise GeneratorLoadError(f"{folder}: {error}") from None

@@ -194,20 +194,26 @@ def run_manifest(out: Path) -> dict:
     return manifest
 
 
-def manifest_fields(settings: Settings, rule_file: str, task: str | None, model: str) -> dict:
-    """What the manifest records about a run (and what `--resume` must match: the settings)."""
-    return {"rule_file": rule_file, "task": task, "model": model, "settings": _settings_dict(settings)}
+def manifest_fields(settings: Settings, rule_file: str, task: str | None, model: str, size: int | None = None) -> dict:
+    """What the manifest records about a run (and what `--resume` must match: the settings and the
+    frame size the model samples at)."""
+    fields = {"rule_file": rule_file, "task": task, "model": model, "settings": _settings_dict(settings)}
+    return fields if size is None else {**fields, "size": size}
 
 
-def resume_conflicts(manifest: dict, settings: Settings) -> list[str]:
+def resume_conflicts(manifest: dict, settings: Settings, size: int | None = None) -> list[str]:
     """The settings that differ from the run's (a resume with them would not continue the same curve);
     budgets may differ (extend a run with more steps)."""
     saved = manifest.get("settings") or {}
-    return [
+    conflicts = [
         f"--{name.replace('_', '-')} {value!r} (the run used {saved[name]!r})"
         for name, value in _settings_dict(settings).items()
         if name in saved and saved[name] != value
     ]
+    if manifest.get("size") != size:
+        used, asked = manifest.get("size") or "the model's own", size or "the model's own"
+        conflicts.append(f"--size {asked} (the run used {used})")
+    return conflicts
 
 
 def _settings_dict(settings: Settings) -> dict:

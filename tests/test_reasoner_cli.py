@@ -81,3 +81,32 @@ def test_reasoner_sample_draws_a_guided_video_again_from_its_seed_and_draws(tmp_
     for bad in (draws + ",0", "1,x"):  # one draw too many; not a number
         result = runner.invoke(app, [*base, "--draws", bad, "--out", str(tmp_path / "bad.gif")])
         assert result.exit_code == 2 and "--draws" in result.output and not (tmp_path / "bad.gif").exists()
+
+
+def test_size_samples_a_v2_reasoner_at_n_and_a_resume_must_keep_it(tmp_path):
+    from conftest import ROOT
+
+    from ruledsl.runtime.latent_reasoner import LatentReasonerModel
+
+    torch.manual_seed(0)
+    codec = {"encoder_channels": 8, "decoder_channels": 8, "latent_channels": 4}
+    v2 = LatentReasonerModel(codec_config=codec, channels=16, depth=1, embed=16, heads=2, size=32, frames=4, steps=2)
+    v2.save_pretrained(tmp_path / "v2")
+    ReasonerModel(channels=(16, 16), embed=16, heads=2, size=16, frames=4).save_pretrained(tmp_path / "v1")
+    task = write_task(generate("maze", 0, 0, "test"), tmp_path / "task")
+    sample = ["reasoner", "sample", str(task), "--model", str(tmp_path / "v2"), "--force", "--out"]
+    assert runner.invoke(app, [*sample, str(tmp_path / "a.gif"), "--size", "48"]).exit_code == 0
+    assert read_video(tmp_path / "a.gif").shape[1:] == (3, 48, 48)  # trained at 32
+    off = runner.invoke(app, [*sample, str(tmp_path / "b.gif"), "--size", "44"])
+    assert off.exit_code == 2 and "multiple of 8" in off.output and not (tmp_path / "b.gif").exists()
+    v1 = runner.invoke(app, ["reasoner", "sample", str(task), "--model", str(tmp_path / "v1"), "--size", "32",
+                             "--out", str(tmp_path / "c.gif")])  # fmt: skip
+    assert v1.exit_code == 2 and "v2 reasoner" in v1.output
+
+    run = ["optimize", str(ROOT / "examples" / "maze.rule"), "--task", str(task), "--model", str(tmp_path / "v2"),
+           "--out", str(tmp_path / "run"), "--steps", "0"]  # fmt: skip
+    first = runner.invoke(app, [*run, "--size", "48"])
+    assert first.exit_code in (0, 1), first.output
+    assert read_video(tmp_path / "run" / "best.mp4").shape[-2:] == (48, 48)
+    again = runner.invoke(app, [*run, "--resume"])  # without --size: another resolution, another curve
+    assert again.exit_code == 2 and "--size" in again.output and "48" in again.output
