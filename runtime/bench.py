@@ -156,23 +156,10 @@ def _check_model(config: BenchConfig) -> None:
             load.adapter_for(Path(config.model))
         load.resolve_device(config.device)
         load.resolve_dtype(config.dtype)
-        if _samples_at_size(config):
-            unit = _size_unit(config)
-            if config.size % unit:
-                raise BenchError(
-                    f"--size must be a multiple of {unit} for this reasoner (codec x patch), got {config.size}"
-                )
+        if _samples_at_size(config):  # a small model: loading it is how a size off its unit is found
+            load.load_generator(config.model, "cpu", size=config.size)
     except load.GeneratorLoadError as error:
         raise BenchError(str(error)) from None
-
-
-def _size_unit(config: BenchConfig) -> int:
-    """The v2 reasoner's size unit, codec downsampling x patch, from its config.json (no weights loaded)."""
-    from ruledsl.runtime.generators import DEFAULT_REASONER
-
-    folder = Path(config.model or os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER)
-    model = json.loads((folder / "config.json").read_text())
-    return 2 ** (len(model.get("codec_config", {}).get("encoder_blocks", [0, 1, 2])) - 1) * model.get("patch", 2)
 
 
 def _samples_at_size(config: BenchConfig) -> bool:

@@ -158,3 +158,11 @@ def test_methods_beyond_the_table_reach_spawned_workers(tmp_path, model):
     assert all(r["nfe"] <= 6 for r in found) and "bon-3" in summary["methods"]
     with pytest.raises(bench.BenchError, match="choose from .*bon-3"):
         bench.validate(bench.BenchConfig(out=str(tmp_path / "c"), methods=("bon-4",), extra_methods={"bon-3": variant}))
+
+
+def test_a_size_off_the_v2_reasoners_unit_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "b"
+    result = runner.invoke(app, ["bench", "--out", str(out), "--n", "1", "--families", "maze", "--methods", "base",
+                                 "--size", "100"])  # fmt: skip  # the shipped v2 reasoner: a unit of 8
+    assert result.exit_code == 2 and "multiple of 8" in result.output
+    assert not (out / "results.jsonl").exists()
