@@ -804,9 +804,9 @@ def reasoner_info(
     model: Path = typer.Option(None, "--model", help="A reasoner folder; default: the built-in one."),
 ) -> None:
     """Architecture, size, training and measured base scores of the reasoner (its model card)."""
-    from ruledsl.runtime.generators import DEFAULT_REASONER
+    from ruledsl.runtime.load import model_folder
 
-    folder = model or Path(os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER)  # as load_generator
+    folder = model_folder(model)
     card = folder / "README.md"
     if not (folder / "config.json").exists():
         _stderr(f"error: no reasoner at {folder}")

@@ -157,18 +157,16 @@ def _check_model(config: BenchConfig) -> None:
         load.resolve_device(config.device)
         load.resolve_dtype(config.dtype)
         if _samples_at_size(config):  # a small model: loading it is how a size off its unit is found
-            load.load_generator(config.model, "cpu", size=config.size)
+            _generator(config)
     except load.GeneratorLoadError as error:
         raise BenchError(str(error)) from None
 
 
 def _samples_at_size(config: BenchConfig) -> bool:
     """Whether the bench's model samples at `config.size` (a v2 reasoner) or at its own resolution."""
-    from ruledsl.runtime.generators import DEFAULT_REASONER
-    from ruledsl.runtime.load import model_class_name
+    from ruledsl.runtime.load import model_class_name, model_folder
 
-    folder = config.model or os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER
-    return model_class_name(Path(folder)) == "LatentReasonerModel"
+    return model_class_name(model_folder(config.model)) == "LatentReasonerModel"
 
 
 def _generator(config: BenchConfig):

@@ -106,6 +106,11 @@ def adapter_for(path: Path) -> type[VideoGenerator]:
     return getattr(importlib.import_module(module), name)
 
 
+def model_folder(path: str | Path | None = None) -> Path:
+    """The folder a model option names: `path`, else $RULEDSL_REASONER, else the built-in reasoner."""
+    return Path(path) if path is not None else Path(os.environ.get("RULEDSL_REASONER") or DEFAULT_REASONER)
+
+
 def load_generator(
     path: str | Path | None = None,
     device: str | torch.device | None = None,
@@ -118,7 +123,7 @@ def load_generator(
     `device` (None: cuda when available, else cpu) with its frozen weights in `dtype` (default
     float32). `steps` (sampling steps), `size` (frame size: v2 reasoners only, see
     ReasonerGenerator) and `kwargs` go to the adapter; None keeps its default."""
-    folder = Path(path) if path is not None else Path(os.environ.get("RULEDSL_REASONER", DEFAULT_REASONER))
+    folder = model_folder(path)
     cls = adapter_for(folder)
     options = dict(kwargs, device=resolve_device(device), dtype=resolve_dtype(dtype))
     if steps is not None:

@@ -166,3 +166,21 @@ def test_a_size_off_the_v2_reasoners_unit_is_refused_before_any_work(tmp_path):
                                  "--size", "100"])  # fmt: skip  # the shipped v2 reasoner: a unit of 8
     assert result.exit_code == 2 and "multiple of 8" in result.output
     assert not (out / "results.jsonl").exists()
+
+
+def test_a_v2_reasoner_is_sampled_at_the_bench_size(tmp_path):
+    from ruledsl.compiler.video_io import read_video
+    from ruledsl.runtime.latent_reasoner import LatentReasonerModel
+
+    torch.manual_seed(0)
+    codec = {"encoder_channels": 8, "decoder_channels": 8, "latent_channels": 4}
+    folder = tmp_path / "v2"
+    LatentReasonerModel(codec_config=codec, channels=16, depth=1, embed=16, heads=2, size=32, frames=4).save_pretrained(
+        folder
+    )
+    out = tmp_path / "b"
+    result = run_bench(out, folder, "--families", "maze", "--methods", "base", "--budget", "4", "--workers", "1",
+                       "--size", "48")  # fmt: skip  # trained at 32
+    assert result.exit_code == 0, result.output
+    (row,) = rows(out)
+    assert row["size"] == 48 and read_video(out / row["video"]).shape[-2:] == (48, 48)
