@@ -442,6 +442,13 @@ def optimize(
         min=0,
         help="With --frame-retries: times per video that a frame no redraw keeps sends the sampling one frame back.",
     ),
+    frame_goal_draws: int = typer.Option(
+        Settings.frame_goal_draws,
+        "--frame-goal-draws",
+        min=1,
+        help="tto and best-of-n: draw each frame this many times and keep the legal draw nearest the goals"
+        " (`at end` / `at K` rules judged on that frame; autoregressive reasoners only; 1: off).",
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a numeric param: NAME=VALUE."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run in --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -497,6 +504,7 @@ def optimize(
         grad_steps=grad_steps,
         frame_retries=frame_retries,
         frame_backtracks=frame_backtracks,
+        frame_goal_draws=frame_goal_draws,
     )
     # The baselines are compared at equal cost: the NFE of `steps` LoRA steps. tto and lora count their own steps.
     baseline = method in ("best-of-n", "noise")

@@ -542,11 +542,21 @@ def _unchanged(ev, r, tol):
         _reg("b", "the containing region"),
         _num("frac", "fraction of `a` that must lie in `b`", 0.9, 0.0, 1.0),
     ),
-    "At least `frac` of `a`'s mass lies inside `b`.",
+    "At least `frac` of `a`'s mass lies inside `b`. Margin: the fraction inside minus `frac`; short of it, "
+    "scaled by 1 + d / `frac`, d the mean distance of `a`'s mass to `b` (2 if `a` is absent): the farther, the lower.",
     "at end inside(agent, goal)",
 )
 def _inside(ev, a, b, frac):
-    return P.overlap_fraction(ev.mask(a), ev.mask(b)) - frac
+    mask = ev.mask(a)
+    margin = P.overlap_fraction(mask, ev.mask(b)) - frac
+    # Once `a` is clear of `b` the overlap is 0 at any distance: the margin alone is flat there, so
+    # neither a search's ranking nor a gradient could tell one cell away from across the frame. The
+    # shortfall grows with the distance instead; the sign (every verdict) and the margin where it
+    # holds are unchanged.
+    mass = mask.sum((-2, -1))
+    # An absent `a` (under one pixel of mass) is as far as anything can be (the field's 2), not at 0.
+    distance = torch.where(mass >= 1.0, P.ratio((mask * ev.field(b)).sum((-2, -1)), mass), 2.0)
+    return margin + margin.clamp(max=0.0) * distance / max(frac, 1e-3)
 
 
 @builtin(

@@ -58,7 +58,7 @@ METHODS: dict[str, BenchMethod] = {
             "best-of-n",
             "N seeds without gradient; the compiled program picks the best",
             "best-of-n",
-            settings={"frame_retries": 0, "frame_backtracks": 0},  # the plain baseline, whatever the default
+            settings={"frame_retries": 0, "frame_backtracks": 0, "frame_goal_draws": 1},  # plain, whatever the default
         ),
         BenchMethod(
             "guided-bon",

@@ -13,6 +13,13 @@ The monitors are built from the rules' IR (`safety_monitor`): `always φ` and `�
 them; everything else (`at end`, `eventually`, `next`, windows, asks) cannot be judged on a prefix and
 is left to the video's final verdict. A program with no monitorable rule samples exactly as unguided.
 
+Goals steer too (`goal_draws` > 1): a goal `at end ψ` (or `at K ψ`) cannot be judged before its frame,
+but ψ on the frame just drawn says how near the video is to it (for `inside`, the margin falls with the
+distance to the region). Each frame is then drawn `goal_draws` times and, among the draws that break
+the fewest monitors, the one whose goals' margins (those still short of 0, summed) are highest is kept:
+a greedy step toward the goal, with the monitors (and backtracking) keeping it legal. A frame on which
+every goal already holds keeps its first legal draw.
+
 Everything is deterministic in the seed: the redraws' noise is a function of (seed, frame, attempt),
 and the returned `noise` (the initial noise with each frame's accepted draw) reproduces the video
 through a plain `generator.rollout`, with or without a LoRA's gradient.
@@ -73,17 +80,41 @@ def safety_monitor(formula: ir.Formula) -> ir.Formula | None:
 def monitor_program(program):
     """The compiled program's safety monitors as a program of their own (same compile options and
     prepared built-ins), one rule per monitorable rule; None if no rule has a monitor."""
+    return _subprogram(program, lambda rule: safety_monitor(rule.formula))
+
+
+def goal_progress(formula: ir.Formula) -> ir.Formula | None:
+    """What a goal says of the frame just drawn: `at T ψ` (ψ per frame, any T) becomes ψ at the prefix's
+    last frame, a conjunction keeps its parts that have one; None for anything else."""
+    if isinstance(formula, ir.At) and _per_frame(formula.body):
+        return ir.At(("end", 0.0), formula.body)
+    if isinstance(formula, ir.And):
+        kept = [p for p in (goal_progress(child) for child in formula.children) if p is not None]
+        if kept:
+            return kept[0] if len(kept) == 1 else ir.And(tuple(kept))
+    return None
+
+
+def _subprogram(program, rewrite):
+    """The compiled program with each rule's formula rewritten by `rewrite(rule)` (rules rewritten to None
+    dropped; same compile options and prepared built-ins); None if no rule is left."""
     rules = []
     for rule in program.rules:
-        monitor = safety_monitor(rule.formula)
-        if monitor is not None:
-            rules.append(replace(rule, formula=monitor))
+        formula = rewrite(rule)
+        if formula is not None:
+            rules.append(replace(rule, formula=formula))
     if not rules:
         return None
-    monitors = copy.copy(program)
-    monitors.ir = replace(program.ir, rules=tuple(rules))
-    monitors.has_asks = False  # _per_frame excludes them
-    return monitors
+    sub = copy.copy(program)
+    sub.ir = replace(program.ir, rules=tuple(rules))
+    sub.has_asks = False  # _per_frame excludes them
+    return sub
+
+
+def goal_program(program):
+    """The program's goal rules as ψ on the last frame of a prefix (`goal_progress`), one rule per goal that
+    has one; None if none has."""
+    return _subprogram(program, lambda rule: goal_progress(rule.formula) if rule.role == "goal" else None)
 
 
 def draw_seed(seed: int, frame: int, attempt: int) -> int:
@@ -126,15 +157,32 @@ class FrameGuide:
     program: object  # the CompiledProgram whose rules are monitored
     retries: int = 3  # redraws of a frame before giving up on it
     backtracks: int = 0  # per video: times a frame no draw could keep sends the search one frame back
+    goal_draws: int = 1  # draws of each frame compared on the goals' margins (1: the first legal draw is kept)
 
     def __post_init__(self):
         if self.retries < 0:
             raise ValueError(f"frame retries must be >= 0, got {self.retries}")
+        if self.goal_draws < 1:
+            raise ValueError(f"frame goal draws must be >= 1, got {self.goal_draws}")
         self.monitors = monitor_program(self.program)
+        self.goals = goal_program(self.program) if self.goal_draws > 1 else None
+
+    @classmethod
+    def for_settings(cls, program, settings) -> FrameGuide:
+        """The guide a run's Settings ask for (`frame_retries`, `frame_backtracks`, `frame_goal_draws`)."""
+        return cls(program, settings.frame_retries, settings.frame_backtracks, settings.frame_goal_draws)
 
     @property
     def active(self) -> bool:
-        return self.monitors is not None and self.retries > 0
+        return (self.monitors is not None and self.retries > 0) or self.goals is not None
+
+    def _goal_margin(self, first: torch.Tensor, image: torch.Tensor) -> float:
+        """How near the frame just drawn is to the goals: the sum of their margins short of 0 on it
+        (0 once every goal holds there; 0 without goals)."""
+        if self.goals is None:
+            return 0.0
+        values = self.goals.robustness(torch.stack([first, image], 1), "exact")
+        return sum(min(float(v[0]), 0.0) for v in values.values())
 
     def frame_cost(self, generator, condition) -> float:
         """NFE of drawing one frame again: a sample's NFE spread over the frames it generates."""
@@ -179,11 +227,13 @@ class FrameGuide:
         while frame < noise.shape[1]:
             reached = max(reached, frame)
             best = None  # (rank, frame noise, frame latent, image, monitors it breaks, attempt)
-            for _ in range(self.retries + 1):
+            drawn = 0
+            while True:
                 attempt = tries[frame]
                 if attempt and best is not None and not affordable(frame):
                     break  # (a frame's first draw after a backtrack was kept in reserve: always made)
                 tries[frame] += 1
+                drawn += 1
                 draw = noise[:, frame] if attempt == 0 else frame_noise(generator, condition, seed, frame, attempt)
                 redraws += attempt > 0
                 latents = torch.cat([latents[:, :frame], draw[:, None], latents[:, frame + 1 :]], 1)
@@ -192,13 +242,20 @@ class FrameGuide:
                         generator.predict(latents, call, conditioning), call, latents, conditioning
                     )
                 image = generator.decode(latents[:, [0, frame]], conditioning)[:, 1]
-                values = self.monitors.robustness(torch.stack([*frames, image], 1), "exact")
+                values = {}
+                if self.monitors is not None:
+                    values = self.monitors.robustness(torch.stack([*frames, image], 1), "exact")
                 lost = broken[frame]
                 newly = [name for name, value in values.items() if name not in lost and not bool(value[0] > 0)]
-                rank = (-len(newly), sum(min(float(v[0]), 0.0) for v in values.values()))
+                goal = self._goal_margin(frames[0], image)
+                rank = (-len(newly), goal, sum(min(float(v[0]), 0.0) for v in values.values()))
                 if best is None or rank > best[0]:
                     best = (rank, draw, latents[:, frame].clone(), image, newly, attempt)
-                if not newly:
+                # A frame is drawn until a draw keeps the monitors (at most `retries` redraws) and, with
+                # goal draws, at least `goal_draws` times unless a legal draw meets every goal.
+                if best[4] == [] and (drawn >= self.goal_draws or (not newly and goal >= 0.0)):
+                    break
+                if best[4] and drawn > self.retries:
                     break
             assert best is not None
             if best[4] and backtracks < self.backtracks and frame > 1 and affordable(frame - 1):

@@ -495,7 +495,7 @@ def _best_of_n(program, condition, generator, tracker: _Tracker, on_step) -> Non
     from ruledsl.runtime.frame_guide import FrameGuide
 
     tracker.restore_rng()
-    guide = FrameGuide(program, tracker.settings.frame_retries, tracker.settings.frame_backtracks)
+    guide = FrameGuide.for_settings(program, tracker.settings)
     cost, n = generator.nfe(0), tracker.next_step
     while tracker.can_afford(cost, n):
         seed = tracker.settings.seed + 1 + n

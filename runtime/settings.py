@@ -52,6 +52,9 @@ class Settings:
     # 0: off. Autoregressive generators only (others sample whole videos). Chosen on train (docs/runtime.md).
     frame_retries: int = 2
     frame_backtracks: int = 16
+    # With frame guidance: each frame drawn this many times and the draw nearest the goals (`at end ψ`:
+    # ψ's margin on the frame) kept among the legal ones; 1: the first legal draw (frame_guide.py).
+    frame_goal_draws: int = 1
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def run_tto(program, condition, generator, tracker, on_step, backward, snapshot,
     def tensors():
         return snapshot(generator.denoiser, lora["optimizer"], lora["params"])
 
-    guide = FrameGuide(program, s.frame_retries, s.frame_backtracks)
+    guide = FrameGuide.for_settings(program, s)
 
     def search(seeds: list[int]) -> list[GuidedSample]:
         """The seeds' videos, through the frozen model (or the LoRA): guided one by one when frame

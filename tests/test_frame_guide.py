@@ -13,7 +13,7 @@ from test_reasoner_ar import tiny_ar
 import ruledsl
 from ruledsl.compiler import ir
 from ruledsl.runtime.bench import example_program
-from ruledsl.runtime.frame_guide import FrameGuide, guided_noise, monitor_program, safety_monitor
+from ruledsl.runtime.frame_guide import FrameGuide, goal_program, guided_noise, monitor_program, safety_monitor
 from ruledsl.runtime.generators import Condition, ReasonerGenerator, condition_from_instance
 from ruledsl.runtime.loop import Budget, Settings, optimize
 from ruledsl.tasks import generate
@@ -47,6 +47,17 @@ def test_only_rules_a_prefix_can_break_for_good_get_monitors():
     assert isinstance(order, ir.Or) and order.children == (by_name["order"], ir.Always(by_name["order"].left))
     assert isinstance(safety_monitor(by_name["mixed"]), ir.Always)  # the `always` part of the conjunction
     assert monitor_program(ruledsl.loads("object a = color(#ff0000)\ngoal g: at end area(a) > 0\n").compile()) is None
+
+
+def test_goals_are_judged_on_the_frame_just_drawn():
+    text = RULES + "goal early: at 3 inside(agent, goal)\ngoal sometime: eventually inside(agent, goal)\n"
+    program = ruledsl.loads(text).compile()
+    goals = goal_program(program)
+    by_name = {rule.name: rule.formula for rule in program.rules}
+    assert [rule.name for rule in goals.rules] == ["reach", "early"]  # processes and `eventually`: none
+    for rule in goals.rules:
+        assert rule.formula == ir.At(("end", 0.0), by_name[rule.name].body)
+    assert goal_program(ruledsl.loads("object a = color(#ff0000)\nprocess p: always area(a) > 0\n").compile()) is None
 
 
 def _video(instance, plan):
@@ -130,6 +141,27 @@ def test_guidance_breaks_fewer_monitors_than_plain_sampling(shipped, key_door):
         plain = sum(broken(shipped.sample(condition, seed)) for seed in range(6))
     guided = sum(broken(guide.sample(shipped, condition, seed).video) for seed in range(6))
     assert guided < plain
+
+
+def test_goal_draws_end_nearer_the_goal_and_are_drawn_again_from_seed_and_draws(shipped):
+    instance = generate("avoid", 0, 1, "train")  # a plain guided sample of seed 0 ends off the goal
+    program, condition = example_program("avoid", instance.to_dict(), 64), condition_from_instance(instance, 64)
+    goals = goal_program(program)
+
+    def final_goal_margin(video):
+        return sum(float(v[0]) for v in goals.robustness(video[:, [0, -1]]).values())
+
+    plain, steered = FrameGuide(program, retries=2), FrameGuide(program, retries=2, goal_draws=3)
+    seeds = range(4)
+    samples = [steered.sample(shipped, condition, seed) for seed in seeds]
+    assert sum(map(final_goal_margin, (s.video for s in samples))) > sum(
+        final_goal_margin(plain.sample(shipped, condition, seed).video) for seed in seeds
+    )
+    assert all(s.redraws >= condition.frames - 1 for s in samples if not s.broken)  # each frame drawn again
+    with torch.no_grad():
+        assert torch.equal(shipped.rollout(condition, samples[0].noise), samples[0].video)
+    with pytest.raises(ValueError, match="goal draws must be >= 1"):
+        FrameGuide(program, goal_draws=0)
 
 
 def test_backtracking_keeps_every_monitor_more_often_than_redrawing_alone(shipped):

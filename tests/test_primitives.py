@@ -149,3 +149,28 @@ def test_count_and_distance_field():
     field = Pr.distance_field(mask)
     assert field[0, 0, 1, 1] == 0 and abs(field[0, 0, 4, 1].item() - 0.2) < 1e-6  # two pixels below, in L-units
     assert (Pr.distance_field(torch.zeros(1, 1, 5, 5)) == 2).all()
+
+
+def test_inside_keeps_every_verdict_and_its_miss_grows_with_the_distance():
+    """A red square sliding away from a green goal: the margin is the overlap's where it holds, has the
+    overlap's sign everywhere, and keeps falling once the square is clear of the goal (where the
+    overlap alone is flat at -frac)."""
+    program = loads(
+        "object a = color(#ff0000)\nregion g = color(#00ff00) at start\ngoal reach: at end inside(a, g, frac=0.5)\n"
+    ).compile()
+    videos = []
+    for col in range(0, 24, 2):
+        video = torch.ones(2, 3, 32, 32)
+        video[:, :, 8:16, 0:8] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+        video[1, :, 8:16, col : col + 8] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+        videos.append(video)
+    video = torch.stack(videos)
+    margin = program.robustness(video)["reach"]
+    agent = (video[:, 1] == torch.tensor([1.0, 0.0, 0.0])[:, None, None]).all(1).float()[:, None]
+    goal = (video[:, 0] == torch.tensor([0.0, 1.0, 0.0])[:, None, None]).all(1).float()[:, None]
+    overlap = Pr.overlap_fraction(agent, goal)[:, 0] - 0.5
+    assert torch.equal(margin > 0, overlap > 0) and torch.equal(margin < 0, overlap < 0)
+    held = overlap >= 0
+    assert torch.allclose(margin[held], overlap[held], atol=1e-4)
+    assert (margin[1:] < margin[:-1]).all()
+    assert (overlap[-4:] == -0.5).all() and margin[-1] < margin[-4] - 0.1  # flat overlap, falling margin
