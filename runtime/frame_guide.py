@@ -165,7 +165,8 @@ class FrameGuide:
         if self.goal_draws < 1:
             raise ValueError(f"frame goal draws must be >= 1, got {self.goal_draws}")
         self.monitors = monitor_program(self.program)
-        self.goals = goal_program(self.program) if self.goal_draws > 1 else None
+        # Part of frame guidance: retries 0 (guidance off) samples plainly whatever goal_draws says.
+        self.goals = goal_program(self.program) if self.goal_draws > 1 and self.retries > 0 else None
 
     @classmethod
     def for_settings(cls, program, settings) -> FrameGuide:
@@ -174,7 +175,7 @@ class FrameGuide:
 
     @property
     def active(self) -> bool:
-        return (self.monitors is not None and self.retries > 0) or self.goals is not None
+        return self.retries > 0 and (self.monitors is not None or self.goals is not None)
 
     def _goal_margin(self, first: torch.Tensor, image: torch.Tensor) -> float:
         """How near the frame just drawn is to the goals: the sum of their margins short of 0 on it
