@@ -160,7 +160,6 @@ def test_goal_draws_end_nearer_the_goal_and_are_drawn_again_from_seed_and_draws(
     assert all(s.redraws >= condition.frames - 1 for s in samples if not s.broken)  # each frame drawn again
     with torch.no_grad():
         assert torch.equal(shipped.rollout(condition, samples[0].noise), samples[0].video)
-    with torch.no_grad():
         assert torch.equal(FrameGuide(program, retries=0, goal_draws=3).sample(shipped, condition, 0).video,
                            shipped.sample(condition, 0))  # fmt: skip
     with pytest.raises(ValueError, match="goal draws must be >= 1"):
