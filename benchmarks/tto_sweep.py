@@ -47,6 +47,7 @@ VARIANTS = {
     "bon-g4b8": {"frame_retries": 4, "frame_backtracks": 8},
     "bon-g2b32": {"frame_retries": 2, "frame_backtracks": 32},
     # goal draws: each frame drawn K times, the legal draw nearest the goals kept (frame_guide.py)
+    "tto-goal1": {"frame_goal_draws": 1},  # the default before tto_sweep_goal (goal draws off)
     "tto-goal2": {"frame_goal_draws": 2},
     "tto-goal3": {"frame_goal_draws": 3},
     "bon-goal2": {"frame_goal_draws": 2},
