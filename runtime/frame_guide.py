@@ -274,5 +274,8 @@ class FrameGuide:
             del broken[frame + 1 :]
             broken.append(broken[frame] | set(newly))
             frame += 1
-        video = generator.decode(latents, conditioning).float()
+        if getattr(generator, "decodes_per_frame", False):
+            video = torch.stack(frames, 1).float()  # the frames as judged: what decoding all of them gives
+        else:
+            video = generator.decode(latents, conditioning).float()
         return GuidedSample(video, noise, redraws, attempts[1:], sorted(broken[-1]))

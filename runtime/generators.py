@@ -145,6 +145,10 @@ class VideoGenerator(ABC):
         """Frames made one after another, each by its own calls (`frame_calls`; frame_guide.py needs it)."""
         return False
 
+    # True when `decode` draws each frame from its own latent alone, bit for bit as in any batch (a
+    # per-frame decoder): frame guidance then builds the video from the frames it drew and judged.
+    decodes_per_frame = False
+
     def window_step(self, call: int) -> int:
         """Which of the `steps` sampling steps denoiser call `call` is, for the gradient window.
         One call per step by default; an autoregressive model runs the steps once per frame."""
@@ -313,6 +317,7 @@ class ReasonerGenerator(VideoGenerator):
 
     # Attention projections and the temporal convolutions, which carry the motion.
     lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
+    decodes_per_frame = True  # v1: elementwise; v2: frame_codec.decode_video, one frame per call
 
     def __init__(
         self,

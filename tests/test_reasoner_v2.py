@@ -60,6 +60,19 @@ def test_codec_draws_palette_colours_and_has_4x_latents():
     assert decode_video(codec, encode_video(codec, video)).shape == video.shape
 
 
+def test_decode_video_frames_are_exactly_the_frames_decoded_alone():
+    # Frame guidance judges frames decoded one at a time and ships them as the video: each frame of a
+    # decoded batch must be bit for bit that frame decoded alone, wherever it sits in the batch.
+    torch.manual_seed(0)
+    codec = PaletteAutoencoder(**TINY_CODEC).eval()
+    latents = torch.randn(2, 3, 4, 8, 8)
+    with torch.no_grad():
+        video = decode_video(codec, latents)
+        for b in range(2):
+            for t in range(3):
+                assert torch.equal(video[b, t], decode_video(codec, latents[b : b + 1, t : t + 1])[0, 0])
+
+
 def test_from_pretrained_round_trip_and_folder_detection(tmp_path, condition):
     model = tiny_model()
     model.save_pretrained(tmp_path / "v2")
