@@ -203,17 +203,20 @@ def distance_field(mask: torch.Tensor, resolution: int = 128) -> torch.Tensor:
         hs, ws = max(1, round(h * scale)), max(1, round(w * scale))
         small = F.adaptive_max_pool2d(mask.reshape(b * t, 1, h, w).float(), (hs, ws))[:, 0] > 0.5
         unit = 1.0 / max(hs, ws)
-        out = torch.empty(b * t, hs, ws, device=mask.device)
+        # Each distinct mask once: a video's masks repeat (static walls, an object at rest), and the
+        # transform is the cost here. Exact: a repeated mask gets the very same field.
+        distinct, which = torch.unique(small.flatten(1), dim=0, return_inverse=True)
+        fields = torch.empty(len(distinct), hs, ws, device=mask.device)
         xs = torch.arange(ws, device=mask.device, dtype=torch.float32)
         ys = torch.arange(hs, device=mask.device, dtype=torch.float32)
         col_cost = (ys[:, None] - ys[None, :]).pow(2)  # [hs, hs]
         row_cost = (xs[:, None] - xs[None, :]).pow(2)  # [ws, ws]
-        for i in range(b * t):  # one frame at a time keeps memory at hs·ws·max(hs, ws)
-            f = torch.where(small[i], 0.0, 1e12)
+        for i, flat in enumerate(distinct):  # one mask at a time keeps memory at hs·ws·max(hs, ws)
+            f = torch.where(flat.view(hs, ws), 0.0, 1e12)
             f = (f[:, None, :] + row_cost[None]).amin(-1)  # along x: [hs, ws]
             f = (f.T[:, None, :] + col_cost[None]).amin(-1).T  # along y
-            out[i] = f.sqrt() * unit
-        out = out.clamp(max=2.0)
+            fields[i] = f.sqrt() * unit
+        out = fields.clamp(max=2.0)[which]
         if (hs, ws) != (h, w):
             out = F.interpolate(out[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         return out.reshape(b, t, h, w).to(mask.dtype)

@@ -151,6 +151,25 @@ def test_count_and_distance_field():
     assert (Pr.distance_field(torch.zeros(1, 1, 5, 5)) == 2).all()
 
 
+def test_distance_field_matches_brute_force_on_a_batch_with_repeated_and_empty_masks():
+    # Frames of a [B, T] batch, some masks repeated (distinct masks are transformed once), one empty.
+    gen = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 12, 9, generator=gen) > 0.9).float()
+    masks[2] = 0
+    order = torch.tensor([[0, 1, 0], [2, 1, 1]])
+    field = Pr.distance_field(masks[order])
+    ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(9.0), indexing="ij")
+    for b in range(2):
+        for t in range(3):
+            mask = masks[order[b, t]]
+            if not mask.any():
+                assert (field[b, t] == 2).all()
+                continue
+            on = mask.nonzero().float()
+            d = ((ys[..., None] - on[:, 0]) ** 2 + (xs[..., None] - on[:, 1]) ** 2).amin(-1).sqrt() / 12
+            assert torch.allclose(field[b, t], d, atol=1e-6)
+
+
 def test_inside_keeps_every_verdict_and_its_miss_grows_with_the_distance():
     """A red square sliding away from a green goal: the margin is the overlap's where it holds, has the
     overlap's sign everywhere, and keeps falling once the square is clear of the goal (where the
