@@ -10,6 +10,8 @@ next-frame loss) for up to --steps steps, checking the
 seed-0 sample every --check-every steps; a task counts as fixed when that sample passes the
 scorer. If a LoRA cannot reach a task's answer when shown it, test-time optimization with rule
 losses cannot find it either. Prints a table and the fixed count; --json writes the rows.
+`--only-failing` fits the first tasks per family whose base sample fails instead (what choosing the
+probe's settings on `train` needs: there most base samples already pass).
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ from ruledsl.tasks.families import FAMILIES, generate
 from ruledsl.tasks.render import render, solution_plan
 from ruledsl.tasks.scorers import score_video
 
+# The probe's learning rate: the runtime's. Checked on train (2026-12-04; 20 tasks, the first 4 per
+# family whose base sample fails, 64 px, `--split train --size 64 --per-family 4 --only-failing
+# --batch 16 --lr X`; benchmarks/results/lora_capacity_train64_lr*.json): 3e-3 and 1e-2 fix 14/20
+# each, 3e-2 10/20; a different rate would have needed to fix more there.
+LR = Settings().lr
+
 
 def ground_truth(
     generator: ReasonerGenerator, instance, frames: int
@@ -47,20 +55,25 @@ def ground_truth(
     return x0, x0[:, 0], moving
 
 
-def fit(generator, instance, steps: int, check_every: int, batch: int) -> dict:
+def seed0_score(generator, instance):
+    """The scorer's result on the seed-0 sample of the model as it is (with any LoRA attached)."""
+    with torch.no_grad():
+        video = generator.sample(condition_from_instance(instance, generator.size), 0)
+    return score_video(to_uint8(video[0]), instance.to_dict())
+
+
+def fit(generator, instance, steps: int, check_every: int, batch: int, lr: float, base=None) -> dict:
     condition = condition_from_instance(instance, generator.size)
-    meta = instance.to_dict()
 
     def seed0():
-        with torch.no_grad():
-            return score_video(to_uint8(generator.sample(condition, 0)[0]), meta)
+        return seed0_score(generator, instance)
 
-    base = seed0()
+    base = base or seed0()
     x0, cond, moving = ground_truth(generator, instance, condition.frames)
     family = family_ids([instance.family], x0.device)
     settings = Settings()
     params = attach_lora(generator.denoiser, generator.lora_targets, settings.rank)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     fixed_at, last = None, base
     start = time.time()
     try:
@@ -97,10 +110,28 @@ def fit(generator, instance, steps: int, check_every: int, batch: int) -> dict:
         "base_passed": base.passed,
         "base_score": round(base.score, 3),
         "fixed_at_step": fixed_at,
+        "lr": lr,
         "final_score": round(last.score, 3),
         "final_reasons": last.reasons,
         "seconds": round(time.time() - start, 1),
     }
+
+
+def tasks(generator, family: str, split: str, count: int, only_failing: bool):
+    """(instance, its base score or None) for the tasks to fit: instances 0..count-1, or with
+    `only_failing` the first `count` of instances 0..39 whose base sample fails the scorer."""
+    if not only_failing:
+        yield from ((generate(family, index, 0, split), None) for index in range(count))
+        return
+    found = 0
+    for index in range(40):
+        instance = generate(family, index, 0, split)
+        base = seed0_score(generator, instance)
+        if not base.passed:
+            yield instance, base
+            found += 1
+            if found == count:
+                return
 
 
 def main() -> None:
@@ -113,6 +144,19 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=25)
     parser.add_argument("--batch", type=int, default=4, help="noise draws of the one video per step")
     parser.add_argument("--size", type=int, default=None, help="frame size (v2: any multiple of 8; default: trained)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=LR,
+        help=f"the LoRA's learning rate (default {LR:g}: chosen on train, see the module docstring; "
+        f"the runtime's tto uses {Settings().lr:g})",
+    )
+    parser.add_argument(
+        "--only-failing",
+        action="store_true",
+        help="per family, the first --per-family instances whose base sample fails (of the first 40), "
+        "instead of instances 0..per_family-1: what choosing the probe's settings on train needs",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
@@ -123,11 +167,11 @@ def main() -> None:
     rows = []
     print("| task | base | fixed at step | final score | seconds |\n|---|---|---|---|---|")
     for family in args.families:
-        for index in range(args.per_family):
-            row = fit(generator, generate(family, index, 0, args.split), args.steps, args.check_every, args.batch)
+        for instance, base in tasks(generator, family, args.split, args.per_family, args.only_failing):
+            row = fit(generator, instance, args.steps, args.check_every, args.batch, args.lr, base)
             rows.append(row)
             print(
-                f"| {family}/{index} | {'pass' if row['base_passed'] else 'fail'} {row['base_score']} | "
+                f"| {family}/{instance.index} | {'pass' if row['base_passed'] else 'fail'} {row['base_score']} | "
                 f"{row['fixed_at_step'] or '-'} | {row['final_score']} | {row['seconds']} |",
                 flush=True,
             )

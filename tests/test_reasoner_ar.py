@@ -157,3 +157,22 @@ def test_training_turns_a_joint_model_autoregressive(tmp_path):
     with torch.no_grad():
         video = generator.sample(condition_from_instance(generate("avoid", 0, 0, "test"), size=64), 0)
     assert video.shape[:3] == (1, 16, 3)
+
+
+def test_lora_capacity_probe_fits_a_lora_and_selects_failing_tasks(monkeypatch):
+    from benchmarks import lora_capacity
+
+    generator = ReasonerGenerator(model=tiny_ar())
+    row = lora_capacity.fit(generator, generate("maze", 0, 0, "train"), steps=2, check_every=1, batch=2, lr=1e-2)
+    assert row["lr"] == 1e-2 and row["base_passed"] is False  # a random model fails the scorer
+    assert not any("lora" in name for name, _ in generator.denoiser.named_parameters())  # the LoRA is detached
+
+    class Verdict:
+        def __init__(self, passed):
+            self.passed = passed
+
+    # Every even instance "passes" its base sample: --only-failing must skip it.
+    monkeypatch.setattr(lora_capacity, "seed0_score", lambda g, instance: Verdict(instance.index % 2 == 0))
+    picked = [i.index for i, base in lora_capacity.tasks(generator, "maze", "train", 3, only_failing=True)]
+    assert picked == [1, 3, 5]
+    assert [i.index for i, base in lora_capacity.tasks(generator, "maze", "train", 2, False)] == [0, 1]
