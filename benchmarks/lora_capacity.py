@@ -62,7 +62,9 @@ def seed0_score(generator, instance):
     return score_video(to_uint8(video[0]), instance.to_dict())
 
 
-def fit(generator, instance, steps: int, check_every: int, batch: int, lr: float, base=None) -> dict:
+def fit(
+    generator, instance, steps: int, check_every: int, batch: int, lr: float, base=None, rank=None, targets=None
+) -> dict:
     condition = condition_from_instance(instance, generator.size)
 
     def seed0():
@@ -72,7 +74,7 @@ def fit(generator, instance, steps: int, check_every: int, batch: int, lr: float
     x0, cond, moving = ground_truth(generator, instance, condition.frames)
     family = family_ids([instance.family], x0.device)
     settings = Settings()
-    params = attach_lora(generator.denoiser, generator.lora_targets, settings.rank)
+    params = attach_lora(generator.denoiser, targets or generator.lora_targets, rank or settings.rank)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     fixed_at, last = None, base
     start = time.time()
@@ -151,6 +153,10 @@ def main() -> None:
         help=f"the LoRA's learning rate (default {LR:g}: chosen on train, see the module docstring; "
         f"the runtime's tto uses {Settings().lr:g})",
     )
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank (default: the runtime's)")
+    parser.add_argument(
+        "--targets", nargs="+", default=None, help="LoRA target module names (default: the generator's)"
+    )
     parser.add_argument(
         "--only-failing",
         action="store_true",
@@ -168,7 +174,9 @@ def main() -> None:
     print("| task | base | fixed at step | final score | seconds |\n|---|---|---|---|---|")
     for family in args.families:
         for instance, base in tasks(generator, family, args.split, args.per_family, args.only_failing):
-            row = fit(generator, instance, args.steps, args.check_every, args.batch, args.lr, base)
+            row = fit(
+                generator, instance, args.steps, args.check_every, args.batch, args.lr, base, args.rank, args.targets
+            )
             rows.append(row)
             print(
                 f"| {family}/{instance.index} | {'pass' if row['base_passed'] else 'fail'} {row['base_score']} | "

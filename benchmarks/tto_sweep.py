@@ -52,6 +52,9 @@ VARIANTS = {
     "tto-goal3": {"frame_goal_draws": 3},
     "bon-goal2": {"frame_goal_draws": 2},
     "bon-goal3": {"frame_goal_draws": 3},
+    # LoRA targets: the reasoner's default (attention + temporal convs) plus its spatial convs and FiLM
+    # layers, which the capacity probe (benchmarks/lora_capacity.py) on train found to fit more answers
+    "tto-wide": {"targets": ("to_q", "to_k", "to_v", "to_out.0", "temporal", "spatial", "film")},
 }
 
 
