@@ -307,6 +307,13 @@ def load_reasoner(path: str | Path, dtype: torch.dtype | None = None):
     return cls.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
 
 
+# The v2 reasoner's LoRA targets: v1's plus each block's spatial convolution and FiLM layer. Chosen on
+# train (docs/reasoner_v2_notes.md, 2026-12-04): a LoRA fitted to the answers of 20 failing train samples
+# fixes 17 with these targets against 14 with v1's (rank 32 on v1's: 15), and tto on 100 train instances
+# solves the same 83 with either (benchmarks/results/tto_sweep_wide).
+V2_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "temporal", "spatial", "film")
+
+
 class ReasonerGenerator(VideoGenerator):
     """The project's small reasoner, v1 or v2 (whichever the folder's config or the model is), both
     flow-matching Euler conditioned on the first frame and the task family:
@@ -315,8 +322,9 @@ class ReasonerGenerator(VideoGenerator):
       frame's latent; `decode` runs the palette decoder (inside the graph). An autoregressive v2
       (config `context` > 0) walks (frame, step) calls through the same rollout loop."""
 
-    # Attention projections and the temporal convolutions, which carry the motion.
-    lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
+    # Attention projections and the temporal convolutions, which carry the motion (v1); v2 adds its
+    # spatial convolutions and FiLM layers (V2_LORA_TARGETS).
+    lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0", "temporal")
     decodes_per_frame = True  # v1: elementwise; v2: frame_codec.decode_video, one frame per call
 
     def __init__(
@@ -352,6 +360,8 @@ class ReasonerGenerator(VideoGenerator):
         # by its own `steps` Euler steps from its K frames before and the motion history of all
         # frames before; a call sees K + 1 frames.
         self.context = model.config.get("context", 0) if self.latent else 0
+        if self.latent:
+            self.lora_targets = V2_LORA_TARGETS
 
     @classmethod
     def from_pretrained(

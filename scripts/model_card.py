@@ -239,8 +239,13 @@ def extra_sections(decoder_agreement: dict | None, lora_capacity: dict | None) -
             f"{r['fixed_at_step'] or '-'} | {r['final_score']} | {'; '.join(r['final_reasons'][:2]) or '-'} |"
             for r in rows_
         ]
+        flags = " ".join(
+            f"--{name.replace('_', '-')} {args[name]}"
+            for name in ("split", "per_family", "steps", "batch", "size")
+            if args.get(name) not in (None, "None")
+        )
         text += f"""
-## Can a LoRA express the fix? (`python benchmarks/lora_capacity.py --split {args["split"]} --steps {args["steps"]}`)
+## Can a LoRA express the fix? (`python benchmarks/lora_capacity.py {flags}`)
 
 A fresh LoRA (the runtime's default rank and targets) trained on each task's own ground-truth video with
 the denoising loss, up to {args["steps"]} steps; fixed = the seed-0 sample passes the scorer. **{fixed}/{len(rows_)} fixed.**

@@ -130,7 +130,8 @@ def test_decoder_in_graph_gradients_reach_the_lora_only(generator, condition):
     params = attach_lora(generator.denoiser, generator.lora_targets, rank=4)
     try:
         targets = {n.split(".lora_")[0] for n, _ in generator.denoiser.named_parameters() if "lora_" in n}
-        assert any(t.endswith("to_q") for t in targets) and any(t.endswith("temporal") for t in targets)
+        for kind in ("to_q", "temporal", "spatial", "film"):  # attention, time and space convs, FiLM
+            assert any(t.endswith(kind) for t in targets), kind
         assert not any(t.startswith("codec") for t in targets)
         program(generator.sample(condition, 0, grad_steps=2)).loss.backward()
         assert sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params) >= len(params) // 2
