@@ -175,3 +175,18 @@ def test_resolution_independent(px, programs):
     report = programs["maze"](scene.render())
     assert report.failed_rules() == ["steady"]
     assert report.rules["steady"].violations[0] == [(1, 1)]
+
+
+def test_key_first_needs_a_frame_touching_the_key_and_not_the_door(programs):
+    # Found on generated videos (bench rows where every rule held and the scorer failed): the agent's
+    # first touch of the key also touched the door. The scorer wants the key strictly first; so must the rule.
+    def scene(key, path):
+        wall = [c for c in border() + [(r, 5) for r in range(8) if r != 4] if c != key]
+        painted = Scene().paint("black", wall).paint("brown", [(4, 5)]).paint("yellow", [key]).paint("green", [(4, 6)])
+        return painted.sprite("red", path).render()
+
+    both_at_once = scene((5, 5), row(4, [1, 2, 3, 4, 5, 6, 6, 6]))  # (4, 4) touches key (5, 5) and door (4, 5)
+    key_then_door = scene((6, 5), [(6, 1), (6, 2), (6, 3), (6, 4), (5, 4), (4, 4), (4, 5), (4, 6)])
+    program = programs["key_door"]
+    assert not bool(program(both_at_once).rules["key_first"].verdict[0])
+    assert bool(program(key_then_door).rules["key_first"].verdict[0])
