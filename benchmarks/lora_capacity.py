@@ -70,7 +70,7 @@ def fit(
     def seed0():
         return seed0_score(generator, instance)
 
-    base = base or seed0()
+    base = seed0() if base is None else base
     x0, cond, moving = ground_truth(generator, instance, condition.frames)
     family = family_ids([instance.family], x0.device)
     settings = Settings()
@@ -150,7 +150,7 @@ def main() -> None:
         "--lr",
         type=float,
         default=LR,
-        help=f"the LoRA's learning rate (default {LR:g}: chosen on train, see the module docstring; "
+        help=f"the LoRA's learning rate (default {LR:g}, checked on train: see LR in this file; "
         f"the runtime's tto uses {Settings().lr:g})",
     )
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank (default: the runtime's)")
