@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from ruledsl.runtime import bench
+from ruledsl.runtime.generators import V2_LORA_TARGETS
 
 VARIANTS = {
     "tto": {},
@@ -52,9 +53,10 @@ VARIANTS = {
     "tto-goal3": {"frame_goal_draws": 3},
     "bon-goal2": {"frame_goal_draws": 2},
     "bon-goal3": {"frame_goal_draws": 3},
-    # LoRA targets: the reasoner's default (attention + temporal convs) plus its spatial convs and FiLM
-    # layers, which the capacity probe (benchmarks/lora_capacity.py) on train found to fit more answers
-    "tto-wide": {"targets": ("to_q", "to_k", "to_v", "to_out.0", "temporal", "spatial", "film")},
+    # LoRA targets: attention + temporal convs plus the spatial convs and FiLM layers, which the capacity
+    # probe (benchmarks/lora_capacity.py) on train found to fit more answers; the v2 default since this
+    # sweep (tto_sweep_wide), kept explicit so the sweep reproduces
+    "tto-wide": {"targets": V2_LORA_TARGETS},
 }
 
 

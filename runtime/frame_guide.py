@@ -274,7 +274,7 @@ class FrameGuide:
             del broken[frame + 1 :]
             broken.append(broken[frame] | set(newly))
             frame += 1
-        if getattr(generator, "decodes_per_frame", False):
+        if generator.decodes_per_frame:
             video = torch.stack(frames, 1).float()  # the frames as judged: what decoding all of them gives
         else:
             video = generator.decode(latents, conditioning).float()
